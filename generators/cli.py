@@ -41,8 +41,19 @@ def cmd_gen(inventory: str, out: str, as_json: bool = False) -> int:
 
 
 def cmd_preflight(argv: list[str]) -> int:
+    """Preflight reads files only; with --inventory, the gateway's FRR version comes from the model."""
     from . import preflight
 
+    if "--inventory" in argv and "--frr-version" not in argv:
+        inventory = argv[argv.index("--inventory") + 1] if argv.index("--inventory") + 1 < len(argv) else None
+        if inventory:
+            from .model import load_model
+
+            try:
+                argv = [*argv, "--frr-version", load_model(inventory).gateway.frr_version]
+            except InventoryError as exc:
+                print(exc.render(), file=sys.stderr)
+                return EXIT_BAD_INPUT
     return preflight.main(argv)
 
 

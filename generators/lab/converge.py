@@ -1,0 +1,53 @@
+"""Wait, on conditions, until the gateway sees what the rendered config promises."""
+from __future__ import annotations
+
+import json
+import time
+from typing import Callable
+
+from ..checks.verify import ESTABLISHED, kernel_next_hops, route_next_hops
+from .expect import expectation_for
+from .runtime import LabError, LabRuntime
+
+POLL_S = 0.25
+
+
+def snapshot(lab: LabRuntime, vips: list[str]) -> dict:
+    neighbors = lab.vtysh_json("show bgp neighbors json")
+    sessions = {ip: str(i.get("bgpState")) for ip, i in neighbors.items() if isinstance(i, dict)}
+    hops, fib = {}, {}
+    for vip in vips:
+        hops[vip] = sorted(route_next_hops(lab.vtysh_json(f"show ip route {vip}/32 json"), f"{vip}/32")[0])
+        res = lab.exec(lab.gateway, ["ip", "-j", "route", "show", f"{vip}/32"])
+        fib[vip] = sorted(kernel_next_hops(json.loads(res.stdout or "[]"))) if res.exit_code == 0 else []
+    return {"sessions": sessions, "next_hops": hops, "fib": fib}
+
+
+def wait_converged(lab: LabRuntime, log: Callable[[str], None], timeout: float | None = None) -> dict:
+    exp = expectation_for(lab)
+    vips = sorted(exp.intended)
+    deadline = time.monotonic() + (timeout or lab.lab.converge_timeout)
+    t0 = time.monotonic()
+    last = None
+    while True:
+        try:
+            snap = snapshot(lab, vips)
+        except LabError as exc:  # FRR still starting: vtysh not answering yet
+            snap = {"error": str(exc)}
+        if "error" not in snap:
+            established = sorted(ip for ip in exp.peers if snap["sessions"].get(ip) == ESTABLISHED)
+            done = len(established) == len(exp.peers) and all(
+                set(snap["next_hops"][v]) == set(exp.next_hops.get(v, ())) == set(snap["fib"][v]) for v in vips)
+            line = (f"  {time.monotonic() - t0:5.1f}s sessions {len(established)}/{len(exp.peers)} Established; "
+                    + "; ".join(f"{v} {len(snap['next_hops'][v])}/{len(exp.next_hops.get(v, ()))} next-hops" for v in vips))
+            if done:
+                log(line + " -- converged")
+                return snap
+        else:
+            line = f"  {time.monotonic() - t0:5.1f}s gateway not answering yet ({snap['error'][:80]})"
+        if line.split("s ", 1)[1] != (last or "").split("s ", 1)[-1]:
+            log(line)  # progress only when something changed
+        last = line
+        if time.monotonic() > deadline:
+            raise LabError(f"lab did not converge within {timeout or lab.lab.converge_timeout} s; last state: {line.strip()}")
+        time.sleep(POLL_S)  # poll interval between condition checks, not a wait standing in for one

@@ -1,0 +1,91 @@
+"""Host-side wiring the lab needs: the switch bridge and the FORWARD accept rule for it.
+
+Docker sets the FORWARD policy to DROP and, with br_netfilter, frames bridged between two lab
+veths traverse iptables: without an accept rule for the bridge, BGP sessions sit in Active.
+Every change is recorded so that lab-down undoes exactly what lab-up did, and nothing else.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+Run = Callable[[list[str]], subprocess.CompletedProcess]
+
+
+def run(argv: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, capture_output=True, text=True, check=False)
+
+
+class HostNetError(RuntimeError):
+    pass
+
+
+@dataclass
+class HostState:
+    bridge: str = ""
+    bridge_created: bool = False
+    rules: list[list[str]] = field(default_factory=list)  # iptables rule specs we inserted (chain first)
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> "HostState":
+        if not path.is_file():
+            return cls()
+        return cls(**json.loads(path.read_text()))
+
+
+def forward_rule(bridge: str, chain: str) -> list[str]:
+    return [chain, "-i", bridge, "-o", bridge, "-j", "ACCEPT"]
+
+
+def _check(res: subprocess.CompletedProcess, what: str) -> None:
+    if res.returncode != 0:
+        raise HostNetError(f"{what} failed (exit {res.returncode}): {(res.stderr or res.stdout).strip()}")
+
+
+def bridge_exists(bridge: str, runner: Run = run) -> bool:
+    return runner(["ip", "link", "show", "dev", bridge]).returncode == 0
+
+
+def ensure_bridge_and_rules(bridge: str, state: HostState, log: Callable[[str], None], runner: Run = run) -> list[str]:
+    """Create the bridge and its accept rule when missing; returns what changed (empty: nothing)."""
+    changed: list[str] = []
+    state.bridge = bridge
+    if not bridge_exists(bridge, runner):
+        _check(runner(["ip", "link", "add", "name", bridge, "type", "bridge"]), f"creating bridge {bridge}")
+        state.bridge_created = True
+        changed.append(f"created bridge {bridge}")
+    _check(runner(["ip", "link", "set", "dev", bridge, "up"]), f"setting {bridge} up")
+    chain = "DOCKER-USER" if runner(["iptables", "-n", "-L", "DOCKER-USER"]).returncode == 0 else "FORWARD"
+    rule = forward_rule(bridge, chain)
+    if runner(["iptables", "-C", *rule]).returncode != 0:
+        _check(runner(["iptables", "-I", *rule]), f"adding iptables rule {' '.join(rule)}")
+        if rule not in state.rules:
+            state.rules.append(rule)
+        changed.append(f"iptables -I {' '.join(rule)}")
+    for line in changed:
+        log(f"  host: {line}")
+    return changed
+
+
+def teardown(state: HostState, log: Callable[[str], None], runner: Run = run) -> list[str]:
+    """Undo what ``state`` records. Missing things are fine (idempotent)."""
+    done = []
+    for rule in state.rules:
+        while runner(["iptables", "-C", *rule]).returncode == 0:
+            _check(runner(["iptables", "-D", *rule]), f"removing iptables rule {' '.join(rule)}")
+            done.append(f"iptables -D {' '.join(rule)}")
+    if state.bridge and state.bridge_created and bridge_exists(state.bridge, runner):
+        _check(runner(["ip", "link", "del", "dev", state.bridge]), f"deleting bridge {state.bridge}")
+        done.append(f"deleted bridge {state.bridge}")
+    for line in done:
+        log(f"  host: {line}")
+    return done

@@ -1,0 +1,255 @@
+"""lab-up, lab-down and status: render -> images -> host wiring -> containerlab -> configure -> converge.
+
+Each phase is timed; lab-up is idempotent (a second run on a converged lab changes nothing), and a
+failed lab-up leaves a state that lab-down cleans up.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..model import Model, load_model
+from ..output import MANIFEST, write_tree
+from ..pipeline import render_model
+from . import hostnet
+from .images import ensure_images
+from .runtime import LabError, LabRuntime, lab_paths
+from .topology import lab_kinds
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Phase:
+    name: str
+    seconds: float
+    changed: list[str] = field(default_factory=list)
+
+
+@dataclass
+class UpReport:
+    lab: str
+    phases: list[Phase] = field(default_factory=list)
+    converged: dict = field(default_factory=dict)
+
+    @property
+    def changed(self) -> list[str]:
+        return [c for p in self.phases for c in p.changed]
+
+
+class _Phases:
+    def __init__(self, report: UpReport, log: Log):
+        self.report, self.log = report, log
+
+    def run(self, name: str, fn: Callable[[], list[str] | None]) -> None:
+        self.log(f"[{name}] ...")
+        t0 = time.monotonic()
+        try:
+            changed = fn() or []
+        except LabError:
+            raise
+        except Exception as exc:  # every failure leaves lab-down able to clean up
+            raise LabError(f"phase {name!r} failed: {exc}") from exc
+        dt = time.monotonic() - t0
+        self.report.phases.append(Phase(name, dt, list(changed)))
+        self.log(f"[{name}] done in {dt:.1f} s" + (f" ({len(changed)} change(s))" if changed else " (no change)"))
+
+
+def with_name(model: Model, name: str | None) -> Model:
+    if not name or model.lab is None:
+        return model
+    return dataclasses.replace(model, lab=dataclasses.replace(model.lab, name=name))
+
+
+def load_lab(inventory: str | Path, name: str | None = None, base: Path | None = None) -> LabRuntime:
+    return LabRuntime(with_name(load_model(inventory), name), base=base)
+
+
+def _render(lab: LabRuntime) -> list[str]:
+    files = render_model(lab.model)
+    manifest = lab.paths.rendered / MANIFEST
+    if manifest.is_file() and manifest.read_text() == files[MANIFEST]:
+        return []
+    write_tree(files, lab.paths.rendered)
+    return [f"rendered {len(files)} files into {lab.paths.rendered}"]
+
+
+def _containerlab(args: list[str], lab: LabRuntime, log: Log, timeout: float = 600) -> subprocess.CompletedProcess:
+    exe = shutil.which("containerlab")
+    if exe is None:
+        raise LabError("containerlab is not installed; `invoke lab-up` installs it (or run `invoke setup`)")
+    env = {**os.environ, "CLAB_LABDIR_BASE": str(lab.paths.state)}
+    lab.paths.state.mkdir(parents=True, exist_ok=True)
+    res = subprocess.run([exe, *args], capture_output=True, text=True, env=env, timeout=timeout, check=False,
+                         cwd=str(lab.paths.rendered) if lab.paths.rendered.is_dir() else None)
+    if res.returncode != 0:
+        tail = (res.stderr or res.stdout).strip().splitlines()[-25:]
+        raise LabError(f"containerlab {' '.join(args[:1])} failed (exit {res.returncode})", tail)
+    return res
+
+
+def _deploy(lab: LabRuntime, log: Log, rerendered: bool) -> list[str]:
+    wanted = {*lab.nodes, lab.gateway, lab.client}
+    have = lab.running_containers()
+    if not rerendered and wanted <= {n for n, s in have.items() if s == "running"}:
+        return []
+    args = ["deploy", "-t", str(lab.paths.clab_file)]
+    if have:
+        args.append("--reconfigure")  # some containers are missing, stopped or stale: rebuild them
+    log(f"  containerlab {' '.join(args)}")
+    _containerlab(args, lab, log)
+    return [f"containerlab deployed {len(wanted)} nodes"]
+
+
+def lab_up(lab: LabRuntime, log: Log = print, ensure: Callable[[set[str]], None] | None = None) -> UpReport:
+    from .converge import wait_converged
+
+    report = UpReport(lab.name)
+    phases = _Phases(report, log)
+    host = hostnet.HostState.load(lab.paths.host_state)
+    rendered: list[str] = []
+
+    def render() -> list[str]:
+        rendered.extend(_render(lab))
+        return rendered
+
+    phases.run("render", render)
+    if ensure is not None:
+        phases.run("prereqs", lambda: ensure({"docker", "containerlab", "gobgp"}) or [])
+
+    def images() -> list[str]:
+        specs = {k.role: k.image_spec(lab.model) for k in lab_kinds(lab.model)}
+        before = {s.name for s in specs.values() if not lab.engine.image_exists(_tag(s))}
+        ensure_images(list(specs.values()), lab.engine, log)
+        return [f"built image {n}" for n in sorted(before)]
+
+    phases.run("images", images)
+
+    def wire() -> list[str]:
+        try:
+            return hostnet.ensure_bridge_and_rules(lab.lab.bridge, host, log)
+        finally:
+            host.save(lab.paths.host_state)
+
+    phases.run("host-network", wire)
+    phases.run("deploy", lambda: _deploy(lab, log, bool(rendered)))
+    phases.run("configure", lambda: [c for kind in lab_kinds(lab.model) for c in kind.configure(lab)])
+
+    def converge() -> list[str]:
+        report.converged = wait_converged(lab, log)
+        return []
+
+    phases.run("converge", converge)
+    return report
+
+
+def _tag(spec) -> str:
+    from .images import image_tag
+
+    return image_tag(spec)
+
+
+def failure_logs(lab: LabRuntime, lines: int = 15) -> list[str]:
+    """The last lines of every kind's logs inside the containers, for a failed lab-up."""
+    out: list[str] = []
+    for kind in lab_kinds(lab.model):
+        names = [lab.gateway] if kind.role == "gateway" else [lab.client] if kind.role == "client" else list(lab.nodes)
+        for node in names:
+            for path in kind.log_files():
+                try:
+                    res = lab.exec(node, ["tail", "-n", str(lines), path], timeout=10)
+                except Exception as exc:  # noqa: BLE001 - container may be gone; say so
+                    out.append(f"{node}:{path}: unavailable ({exc})")
+                    continue
+                out += [f"{node}:{path}: {line}" for line in res.stdout.splitlines()]
+    return out
+
+
+def lab_down(name: str, log: Log = print, base: Path | None = None) -> list[str]:
+    """Remove containers, links, the bridge, our iptables rules and the lab directories. Idempotent."""
+    paths = lab_paths(name, base)
+    done: list[str] = []
+    clab = shutil.which("containerlab")
+    env = {**os.environ, "CLAB_LABDIR_BASE": str(paths.state)}
+    if clab and paths.clab_file.is_file():
+        res = subprocess.run([clab, "destroy", "-t", str(paths.clab_file), "--cleanup"], capture_output=True, text=True,
+                             env=env, timeout=300, check=False)
+        if res.returncode != 0:
+            log(f"  containerlab destroy: exit {res.returncode}: {(res.stderr or res.stdout).strip()[-300:]}")
+        else:
+            done.append("containerlab destroy")
+    try:
+        from .engine import Engine
+
+        engine = Engine()
+        for info in engine.containers({"containerlab": name}):  # whatever containerlab did not remove
+            engine.remove(info.name)
+            done.append(f"removed container {info.name}")
+    except Exception as exc:  # noqa: BLE001 - no engine: nothing of ours can be running
+        log(f"  docker: {exc}")
+    done += hostnet.teardown(hostnet.HostState.load(paths.host_state), log)
+    if paths.root.exists():
+        shutil.rmtree(paths.root)
+        done.append(f"removed {paths.root}")
+    for line in done:
+        log(f"  {line}")
+    return done
+
+
+def status(lab: LabRuntime) -> dict:
+    containers = lab.running_containers()
+    out: dict = {"lab": lab.name, "containers": containers, "nodes": lab.nodes, "vips": lab.vips, "sessions": {}, "routes": {}}
+    if containers.get(lab.gateway) == "running":
+        try:
+            neighbors = lab.vtysh_json("show bgp neighbors json")
+            out["sessions"] = {ip: info.get("bgpState") for ip, info in neighbors.items() if isinstance(info, dict)}
+            from ..checks.verify import route_next_hops
+
+            for role, vip in lab.vips.items():
+                hops, _ = route_next_hops(lab.vtysh_json(f"show ip route {vip}/32 json"), f"{vip}/32")
+                out["routes"][vip] = sorted(hops)
+        except LabError as exc:
+            out["error"] = str(exc)
+    return out
+
+
+def format_status(st: dict) -> str:
+    lines = [f"lab {st['lab']}"]
+    for node, state in sorted(st["containers"].items()):
+        lines.append(f"  container {node:<8} {state}")
+    if not st["containers"]:
+        lines.append("  no containers (lab is down)")
+    names = {ip: n for n, ip in st["nodes"].items()}
+    for ip, state in sorted(st["sessions"].items()):
+        lines.append(f"  session {ip:<15} {names.get(ip, '?'):<6} {state}")
+    for role, vip in st["vips"].items():
+        hops = st["routes"].get(vip)
+        if hops is not None:
+            lines.append(f"  vip {role:<10} {vip:<15} via {', '.join(f'{h} ({names.get(h, "?")})' for h in hops) or 'nothing'}")
+    if st.get("error"):
+        lines.append(f"  error: {st['error']}")
+    return "\n".join(lines)
+
+
+def format_up(report: UpReport) -> str:
+    lines = [f"lab {report.lab} is up"]
+    conv = report.converged
+    for ip, state in sorted(conv.get("sessions", {}).items()):
+        lines.append(f"  session {ip:<15} {state}")
+    for vip, hops in sorted(conv.get("next_hops", {}).items()):
+        lines.append(f"  vip {vip:<15} next-hops {', '.join(sorted(hops)) or '-'}")
+    total = sum(p.seconds for p in report.phases)
+    lines.append("  phases: " + ", ".join(f"{p.name} {p.seconds:.1f}s" for p in report.phases) + f" (total {total:.1f}s)")
+    lines.append("  changes: " + ("; ".join(report.changed) if report.changed else "none (already converged)"))
+    return "\n".join(lines)
+
+
+def report_json(report: UpReport) -> str:
+    return json.dumps(dataclasses.asdict(report), indent=2, sort_keys=True, default=sorted)

@@ -1,0 +1,24 @@
+"""Shared fixtures. Tests never read ../shared: the seed's reference configs are copied into tests/fixtures/seed."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED = ROOT / "tests" / "fixtures" / "seed"
+TOPOLOGY = ROOT / "topology"
+
+
+@pytest.fixture(scope="session")
+def rack_files() -> dict[str, str]:
+    from generators.pipeline import render_inventory
+
+    return render_inventory(TOPOLOGY / "rack.yml")
+
+
+@pytest.fixture(scope="session")
+def rack_dir(tmp_path_factory, rack_files) -> Path:
+    from generators.output import write_tree
+
+    return write_tree(rack_files, tmp_path_factory.mktemp("render") / "rack")

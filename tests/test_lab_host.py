@@ -1,0 +1,94 @@
+"""Host wiring and the containerlab topology, without Docker (a recording fake stands in for `ip`/`iptables`)."""
+from __future__ import annotations
+
+import subprocess
+
+import yaml
+
+from conftest import TOPOLOGY
+from generators.lab import hostnet
+from generators.pipeline import render_inventory
+
+
+class FakeHost:
+    """Keeps a bridge set and an iptables rule list, and answers `ip`/`iptables` argv like the real tools."""
+
+    def __init__(self, bridges=(), rules=(), chains=("DOCKER-USER", "FORWARD")):
+        self.bridges, self.rules, self.chains, self.calls = set(bridges), [list(r) for r in rules], set(chains), []
+
+    def __call__(self, argv):
+        self.calls.append(argv)
+        rc = 0
+        if argv[:3] == ["ip", "link", "show"]:
+            rc = 0 if argv[-1] in self.bridges else 1
+        elif argv[:3] == ["ip", "link", "add"]:
+            self.bridges.add(argv[4])
+        elif argv[:3] == ["ip", "link", "del"]:
+            self.bridges.discard(argv[-1])
+        elif argv[:3] == ["iptables", "-n", "-L"]:
+            rc = 0 if argv[3] in self.chains else 1
+        elif argv[:2] == ["iptables", "-C"]:
+            rc = 0 if argv[2:] in self.rules else 1
+        elif argv[:2] == ["iptables", "-I"]:
+            self.rules.insert(0, argv[2:])
+        elif argv[:2] == ["iptables", "-D"]:
+            self.rules.remove(argv[2:])
+        return subprocess.CompletedProcess(argv, rc, "", "")
+
+
+def test_up_creates_bridge_and_rule_then_is_idempotent():
+    host, state, logs = FakeHost(), hostnet.HostState(), []
+    changed = hostnet.ensure_bridge_and_rules("switch", state, logs.append, host)
+    assert "switch" in host.bridges and host.rules == [["DOCKER-USER", "-i", "switch", "-o", "switch", "-j", "ACCEPT"]]
+    assert len(changed) == 2 and state.bridge_created
+    assert hostnet.ensure_bridge_and_rules("switch", state, logs.append, host) == []
+    assert len(host.rules) == 1
+
+
+def test_down_removes_only_what_up_added():
+    foreign = ["DOCKER-USER", "-i", "docker0", "-o", "docker0", "-j", "ACCEPT"]
+    host, state = FakeHost(rules=[foreign]), hostnet.HostState()
+    hostnet.ensure_bridge_and_rules("switch", state, lambda m: None, host)
+    hostnet.teardown(state, lambda m: None, host)
+    assert host.rules == [foreign] and "switch" not in host.bridges
+    assert hostnet.teardown(state, lambda m: None, host) == []  # second down: nothing left to do
+
+
+def test_existing_bridge_is_not_deleted_on_down():
+    host, state = FakeHost(bridges={"switch"}), hostnet.HostState()
+    hostnet.ensure_bridge_and_rules("switch", state, lambda m: None, host)
+    hostnet.teardown(state, lambda m: None, host)
+    assert "switch" in host.bridges and host.rules == []
+
+
+def test_falls_back_to_forward_chain_without_docker_user():
+    host, state = FakeHost(chains=("FORWARD",)), hostnet.HostState()
+    hostnet.ensure_bridge_and_rules("switch", state, lambda m: None, host)
+    assert host.rules[0][0] == "FORWARD"
+
+
+def test_state_round_trips(tmp_path):
+    state = hostnet.HostState("switch", True, [["FORWARD", "-i", "switch"]])
+    state.save(tmp_path / "host.json")
+    assert hostnet.HostState.load(tmp_path / "host.json") == state
+    assert hostnet.HostState.load(tmp_path / "missing.json") == hostnet.HostState()
+
+
+def test_clab_topology_wires_every_node_to_the_switch_and_client_behind_gateway():
+    topo = yaml.safe_load(render_inventory(TOPOLOGY / "lab.yml")["lab.clab.yml"])
+    nodes, links = topo["topology"]["nodes"], topo["topology"]["links"]
+    assert topo["name"] == "ber1-lab"
+    assert set(nodes) == {"ucg", "switch", "cat01", "cat02", "cat03", "client"}
+    assert nodes["switch"] == {"kind": "bridge"}
+    eps = [tuple(link["endpoints"]) for link in links]
+    for n in ("ucg", "cat01", "cat02", "cat03"):
+        assert (f"{n}:eth1", f"switch:{n}-eth1") in eps
+    assert ("ucg:eth2", "client:eth1") in eps
+    for name, node in nodes.items():
+        if node["kind"] == "linux":
+            assert node["restart-policy"] == "no"  # Docker restarts would drop the lab links
+            assert node["image"].startswith("k3s-bgp-lab/")
+    assert "frr/frr.conf:/etc/frr/frr.conf" in nodes["ucg"]["binds"]
+    assert "ip addr add 10.31.0.218/24 dev eth1" in nodes["cat01"]["exec"]
+    assert "ip route replace default via 192.0.2.1 dev eth1" in nodes["client"]["exec"]
+    assert nodes["ucg"]["sysctls"]["net.ipv4.fib_multipath_hash_policy"] == "1"
