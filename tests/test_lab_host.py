@@ -27,6 +27,9 @@ class FakeHost:
             self.bridges.discard(argv[-1])
         elif argv[:3] == ["iptables", "-n", "-L"]:
             rc = 0 if argv[3] in self.chains else 1
+        elif argv[:3] == ["iptables", "-S", "FORWARD"]:
+            text = "\n".join(" ".join(["-A", *(f'"{w}"' if " " in w else w for w in r)]) for r in self.rules if r[0] == "FORWARD")
+            return subprocess.CompletedProcess(argv, 0, text, "")
         elif argv[:2] == ["iptables", "-C"]:
             rc = 0 if argv[2:] in self.rules else 1
         elif argv[:2] == ["iptables", "-I"]:
@@ -52,6 +55,16 @@ def test_down_removes_only_what_up_added():
     hostnet.teardown(state, lambda m: None, host)
     assert host.rules == [foreign] and "switch" not in host.bridges
     assert hostnet.teardown(state, lambda m: None, host) == []  # second down: nothing left to do
+
+
+def test_down_also_removes_containerlab_rules_for_our_bridge():
+    clab_rule = ["FORWARD", "-o", "switch", "-m", "comment", "--comment", "set by containerlab", "-j", "ACCEPT"]
+    other = ["FORWARD", "-o", "br-other", "-m", "comment", "--comment", "set by containerlab", "-j", "ACCEPT"]
+    host, state = FakeHost(), hostnet.HostState()
+    hostnet.ensure_bridge_and_rules("switch", state, lambda m: None, host)
+    host.rules += [clab_rule, other]  # what `containerlab deploy` adds for its bridge kind
+    hostnet.teardown(state, lambda m: None, host)
+    assert host.rules == [other]
 
 
 def test_existing_bridge_is_not_deleted_on_down():

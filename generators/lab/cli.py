@@ -19,10 +19,14 @@ def _log(msg: str) -> None:
     print(msg, flush=True)
 
 
-def _ensure(need: set[str]) -> list[str]:
+def _log_stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _ensure(need: set[str], log=None) -> list[str]:
     from .prereqs import ensure_prereqs
 
-    ensure_prereqs(need, log=_log)
+    ensure_prereqs(need, log=log or _log)
     return []
 
 
@@ -37,8 +41,9 @@ def cmd_lab_up(args: argparse.Namespace) -> int:
     from .runtime import LabError
 
     lab = _load(args)
+    log = _log if not args.json else _log_stderr  # --json: stdout carries the report only
     try:
-        report = lab_up(lab, log=_log if not args.json else (lambda m: print(m, file=sys.stderr, flush=True)), ensure=_ensure)
+        report = lab_up(lab, log=log, ensure=lambda need: _ensure(need, log))
     except LabError as exc:
         print(f"lab-up failed: {exc}", file=sys.stderr)
         for line in exc.details:

@@ -7,6 +7,7 @@ Every change is recorded so that lab-down undoes exactly what lab-up did, and no
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -76,6 +77,23 @@ def ensure_bridge_and_rules(bridge: str, state: HostState, log: Callable[[str], 
     return changed
 
 
+CLAB_COMMENT = "set by containerlab"
+
+
+def containerlab_bridge_rules(bridge: str, runner: Run = run) -> list[list[str]]:
+    """FORWARD rules containerlab added for ``bridge`` (as rule specs without -A)."""
+    res = runner(["iptables", "-S", "FORWARD"])
+    out = []
+    for line in (res.stdout or "").splitlines():
+        words = shlex.split(line)
+        if words[:2] != ["-A", "FORWARD"] or CLAB_COMMENT not in words:
+            continue
+        pairs = list(zip(words, words[1:]))
+        if ("-i", bridge) in pairs or ("-o", bridge) in pairs:
+            out.append(words[1:])
+    return out
+
+
 def teardown(state: HostState, log: Callable[[str], None], runner: Run = run) -> list[str]:
     """Undo what ``state`` records. Missing things are fine (idempotent)."""
     done = []
@@ -83,9 +101,14 @@ def teardown(state: HostState, log: Callable[[str], None], runner: Run = run) ->
         while runner(["iptables", "-C", *rule]).returncode == 0:
             _check(runner(["iptables", "-D", *rule]), f"removing iptables rule {' '.join(rule)}")
             done.append(f"iptables -D {' '.join(rule)}")
-    if state.bridge and state.bridge_created and bridge_exists(state.bridge, runner):
-        _check(runner(["ip", "link", "del", "dev", state.bridge]), f"deleting bridge {state.bridge}")
-        done.append(f"deleted bridge {state.bridge}")
+    if state.bridge and state.bridge_created:
+        # containerlab's bridge kind adds FORWARD accept rules for the bridge and leaves them on destroy
+        for rule in containerlab_bridge_rules(state.bridge, runner):
+            _check(runner(["iptables", "-D", *rule]), f"removing iptables rule {' '.join(rule)}")
+            done.append(f"iptables -D {' '.join(rule)}")
+        if bridge_exists(state.bridge, runner):
+            _check(runner(["ip", "link", "del", "dev", state.bridge]), f"deleting bridge {state.bridge}")
+            done.append(f"deleted bridge {state.bridge}")
     for line in done:
         log(f"  host: {line}")
     return done

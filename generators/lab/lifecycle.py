@@ -194,12 +194,13 @@ def lab_down(name: str, log: Log = print, base: Path | None = None) -> list[str]
             done.append(f"removed container {info.name}")
     except Exception as exc:  # noqa: BLE001 - no engine: nothing of ours can be running
         log(f"  docker: {exc}")
-    done += hostnet.teardown(hostnet.HostState.load(paths.host_state), log)
+    for line in done:
+        log(f"  {line}")
+    done += hostnet.teardown(hostnet.HostState.load(paths.host_state), log)  # logs its own lines
     if paths.root.exists():
         shutil.rmtree(paths.root)
         done.append(f"removed {paths.root}")
-    for line in done:
-        log(f"  {line}")
+        log(f"  removed {paths.root}")
     return done
 
 
@@ -232,7 +233,8 @@ def format_status(st: dict) -> str:
     for role, vip in st["vips"].items():
         hops = st["routes"].get(vip)
         if hops is not None:
-            lines.append(f"  vip {role:<10} {vip:<15} via {', '.join(f'{h} ({names.get(h, "?")})' for h in hops) or 'nothing'}")
+            via = ", ".join(f"{h} ({names.get(h, '?')})" for h in hops) or "nothing"
+            lines.append(f"  vip {role:<10} {vip:<15} via {via}")
     if st.get("error"):
         lines.append(f"  error: {st['error']}")
     return "\n".join(lines)

@@ -33,8 +33,17 @@ class NodeKind(ABC):
         return []
 
 
-def linux_node(image: str, exec_lines: list[str], **extra: object) -> dict:
-    """A containerlab `linux` node that idles until configured; Docker never restarts it (it would lose its links)."""
-    node = {"kind": "linux", "image": image, "restart-policy": "no", "cmd": "sleep infinity", "exec": exec_lines}
+NET_CAPS = ["NET_ADMIN", "NET_RAW"]
+
+
+def linux_node(image: str, exec_lines: list[str], caps: list[str] | None = None, **extra: object) -> dict:
+    """A containerlab `linux` node that idles until configured.
+
+    Docker never restarts it (it would lose its links). Not privileged: containerlab's default, but
+    runc cannot grant every capability on hosts whose bounding set lacks some (seen: no
+    CAP_SYS_RESOURCE), so each kind adds exactly the capabilities it needs.
+    """
+    node = {"kind": "linux", "image": image, "restart-policy": "no", "privileged": False,
+            "cap-add": list(caps or NET_CAPS), "cmd": "sleep infinity", "exec": exec_lines}
     node.update(extra)
     return node

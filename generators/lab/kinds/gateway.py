@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ...model import Model
 from ..images import ImageSpec, gateway_spec
-from .base import NodeKind, linux_node
+from .base import NET_CAPS, NodeKind, linux_node
 
 NAME = "ucg"
 FRR_LOG = "/var/log/frr/frr.log"
@@ -26,6 +26,7 @@ class GatewayKind(NodeKind):
                 f"ip addr add {lab.client.gateway_address}/{lab.client.subnet.prefixlen} dev eth2",
                 "/usr/lib/frr/frrinit.sh start",
             ],
+            caps=[*NET_CAPS, "SYS_ADMIN"],  # bgpd and zebra need SYS_ADMIN (netns/capabilities) to start
             binds=["frr/frr.conf:/etc/frr/frr.conf", "frr/daemons:/etc/frr/daemons"],
             # forward between the node segment and the client; hash ECMP on L4 so new connections spread
             sysctls={"net.ipv4.ip_forward": "1", "net.ipv4.fib_multipath_hash_policy": "1"},

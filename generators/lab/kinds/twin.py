@@ -25,7 +25,8 @@ class TwinKind(NodeKind):
             f"ip addr add {n.address}/{prefix} dev eth1",
             # the gateway is the nodes' default route, as on the rack
             f"ip route replace default via {model.gateway.address} dev eth1",
-        ]) for n in model.nodes}
+        ], sysctls={  # VIPs sit on lo: never answer ARP for them (Cilium puts them on no interface)
+            "net.ipv4.conf.all.arp_ignore": "1", "net.ipv4.conf.all.arp_announce": "2"}) for n in model.nodes}
 
     def configure(self, lab: "LabRuntime") -> list[str]:
         from .twin_runtime import configure_twin

@@ -1,0 +1,1 @@
+"""Lab runtime: machine prerequisites, offline images, Docker engine access."""

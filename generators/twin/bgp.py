@@ -1,0 +1,335 @@
+"""Cilium 1.19's BGP control plane (v2 resources) on rendered files: which nodes run BGP, with which peers
+and settings, and which Service VIPs each node advertises to each peer -- with the reason when not.
+
+Semantics reproduced (Cilium ``pkg/bgpv1``, read at 1.19):
+- ``CiliumBGPClusterConfig.spec.nodeSelector`` absent or empty selects every node; a node selected by
+  two cluster configs gets none (conflict).
+- A peer whose ``peerConfigRef`` is absent uses the defaulted peer config (and advertises nothing); a
+  ref to a missing ``CiliumBGPPeerConfig`` skips the peer; a peer without ``peerAddress`` is skipped.
+- Peer config defaults: connect-retry 120, hold 90, keepalive 30, GR off with restart 120, eBGP
+  multihop 1, peer port 179, families ipv6-unicast + ipv4-unicast (without advertisements).
+- GR on: restart-time, notification (N-bit), local-restarting, per-family GR. eBGP multihop only when
+  the peer AS differs and TTL > 1. Idle-hold after reset 5 s. Instance ``localPort`` unset: no listener.
+- A family's ``advertisements`` selector absent selects no CiliumBGPAdvertisement; an advertisement
+  entry without ``selector`` selects no Service. The Service label set includes
+  ``io.kubernetes.service.{name,namespace}``. Only ``type: LoadBalancer`` Services with no or the
+  ``io.cilium/bgp-control-plane`` loadBalancerClass; ``externalTrafficPolicy: Local`` only on nodes with
+  a local (non-terminating) endpoint. Paths are /32, origin IGP, next-hop self.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from generators.rendered import Doc, Rendered
+from generators.selectors import SelectorError, describe_selector, selector_matches
+
+from .lbipam import Allocation
+from .nodes import NodeInfo
+from .services import ServiceInfo
+
+DEFAULT_CONNECT_RETRY = 120
+DEFAULT_HOLD = 90
+DEFAULT_KEEPALIVE = 30
+DEFAULT_RESTART = 120
+DEFAULT_EBGP_MULTIHOP = 1
+DEFAULT_PEER_PORT = 179
+IDLE_HOLD_AFTER_RESET = 5
+DEFAULT_FAMILIES = (("ipv6", "unicast"), ("ipv4", "unicast"))
+BGP_LB_CLASS = "io.cilium/bgp-control-plane"
+
+
+@dataclass(frozen=True)
+class Family:
+    afi: str
+    safi: str
+    advertisements: dict | None = None  # label selector over CiliumBGPAdvertisement labels
+
+    @property
+    def name(self) -> str:
+        return f"{self.afi}/{self.safi}"
+
+
+@dataclass
+class PeerPlan:
+    name: str
+    address: str | None
+    asn: int
+    config_ref: str | None
+    configured: bool = True
+    reason: str = ""  # why not configured
+    connect_retry: int = DEFAULT_CONNECT_RETRY
+    hold_time: int = DEFAULT_HOLD
+    keepalive: int = DEFAULT_KEEPALIVE
+    gr_enabled: bool = False
+    gr_restart_time: int = DEFAULT_RESTART
+    ebgp_multihop_ttl: int = DEFAULT_EBGP_MULTIHOP  # as configured
+    peer_port: int = DEFAULT_PEER_PORT
+    families: tuple[Family, ...] = ()
+    uses_default_config: bool = False
+
+    def multihop_enabled(self, local_asn: int) -> bool:
+        return self.asn != local_asn and self.ebgp_multihop_ttl > 1
+
+
+@dataclass
+class InstancePlan:
+    name: str
+    local_asn: int
+    router_id: str
+    listen_port: int  # -1: no listener (Cilium's default when localPort is unset)
+    peers: list[PeerPlan] = field(default_factory=list)
+    cluster_config: str = ""
+
+    def configured_peers(self) -> list[PeerPlan]:
+        return [p for p in self.peers if p.configured]
+
+
+@dataclass
+class NodeBgp:
+    node: str
+    selected: bool
+    reason: str  # why (not) selected
+    instances: list[InstancePlan] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Advertisement:
+    """One VIP advertised by one node's instance to one peer."""
+
+    node: str
+    instance: str
+    peer: str
+    peer_address: str
+    prefix: str  # a.b.c.d/32
+    service: str
+    advertisement: str  # CiliumBGPAdvertisement name
+
+
+# ----------------------------------------------------------------- node selection and peers
+
+def _int(value: object, default: int) -> int:
+    if value is None or value == 0:
+        return default
+    return int(value)  # type: ignore[arg-type]
+
+
+def _families(spec: dict) -> tuple[Family, ...]:
+    raw = spec.get("families") or []
+    if not raw:
+        return tuple(Family(afi, safi) for afi, safi in DEFAULT_FAMILIES)
+    return tuple(Family(str(f.get("afi")), str(f.get("safi")), f.get("advertisements")) for f in raw)
+
+
+def peer_from_config(peer: dict, peer_configs: dict[str, Doc]) -> PeerPlan:
+    name = str(peer.get("name", ""))
+    ref = (peer.get("peerConfigRef") or {}).get("name") or None
+    plan = PeerPlan(name=name, address=peer.get("peerAddress"), asn=int(peer.get("peerASN") or 0), config_ref=ref)
+    if not plan.address:
+        plan.configured, plan.reason = False, f"peer {name} has no peerAddress (auto-discovery is not modelled)"
+        return plan
+    if ref is None:
+        spec: dict = {}
+        plan.uses_default_config = True
+    elif ref not in peer_configs:
+        plan.configured = False
+        plan.reason = (f"peer {name} references CiliumBGPPeerConfig {ref}, which does not exist: "
+                       f"Cilium skips the peer (no session)")
+        return plan
+    else:
+        spec = peer_configs[ref].spec
+    timers = spec.get("timers") or {}
+    plan.connect_retry = _int(timers.get("connectRetryTimeSeconds"), DEFAULT_CONNECT_RETRY)
+    plan.hold_time = _int(timers.get("holdTimeSeconds"), DEFAULT_HOLD)
+    plan.keepalive = _int(timers.get("keepAliveTimeSeconds"), DEFAULT_KEEPALIVE)
+    gr = spec.get("gracefulRestart") or {}
+    plan.gr_enabled = bool(gr.get("enabled", False))
+    plan.gr_restart_time = _int(gr.get("restartTimeSeconds"), DEFAULT_RESTART)
+    plan.ebgp_multihop_ttl = _int(spec.get("ebgpMultihop"), DEFAULT_EBGP_MULTIHOP)
+    plan.peer_port = _int((spec.get("transport") or {}).get("peerPort"), DEFAULT_PEER_PORT)
+    plan.families = _families(spec)
+    return plan
+
+
+def _selects_node(doc: Doc, node: NodeInfo) -> bool:
+    selector = doc.spec.get("nodeSelector")
+    return selector_matches(selector or {}, node.labels)  # absent/empty: every node
+
+
+def plan_node(node: NodeInfo, cluster_configs: list[Doc], peer_configs: dict[str, Doc]) -> NodeBgp:
+    try:
+        selecting = [d for d in cluster_configs if _selects_node(d, node)]
+    except SelectorError as exc:
+        return NodeBgp(node.name, False, f"a CiliumBGPClusterConfig nodeSelector is invalid: {exc}")
+    if not cluster_configs:
+        return NodeBgp(node.name, False, "no CiliumBGPClusterConfig in the rendered files")
+    if not selecting:
+        why = "; ".join(f"CiliumBGPClusterConfig {d.name} selects {describe_selector(d.spec.get('nodeSelector'))}"
+                        for d in cluster_configs)
+        return NodeBgp(node.name, False, f"node {node.name} labels {_show_labels(node)} are not selected: {why}")
+    if len(selecting) > 1:
+        names = ", ".join(d.name for d in selecting)
+        return NodeBgp(node.name, False, f"node {node.name} is selected by several CiliumBGPClusterConfigs ({names}); "
+                                         f"Cilium reports a conflict and configures none")
+    doc = selecting[0]
+    plan = NodeBgp(node.name, True, f"selected by CiliumBGPClusterConfig {doc.name} "
+                                    f"({describe_selector(doc.spec.get('nodeSelector'))})")
+    for inst in doc.spec.get("bgpInstances") or []:
+        asn = inst.get("localASN")
+        if asn is None:
+            plan.reason += f"; instance {inst.get('name')} has no localASN and is not started"
+            continue
+        port = inst.get("localPort")
+        instance = InstancePlan(name=str(inst.get("name")), local_asn=int(asn), router_id=node.ip,
+                                listen_port=int(port) if port else -1, cluster_config=doc.name)
+        instance.peers = [peer_from_config(p, peer_configs) for p in inst.get("peers") or []]
+        plan.instances.append(instance)
+    return plan
+
+
+def _show_labels(node: NodeInfo) -> str:
+    user = {k: node.labels[k] for k in node.labels if not k.startswith(("kubernetes.io/", "beta.kubernetes.io/"))}
+    return "{" + ", ".join(f"{k}={v}" for k, v in sorted(user.items())) + "}"
+
+
+def plan_bgp(rendered: Rendered, nodes: list[NodeInfo]) -> dict[str, NodeBgp]:
+    cluster_configs = rendered.of_kind("CiliumBGPClusterConfig")
+    peer_configs = {d.name: d for d in rendered.of_kind("CiliumBGPPeerConfig")}
+    return {n.name: plan_node(n, cluster_configs, peer_configs) for n in nodes}
+
+
+# ----------------------------------------------------------------- advertisements
+
+def _labels_text(labels: dict[str, str]) -> str:
+    return "{" + ", ".join(f"{k}: {v}" for k, v in sorted(labels.items())) + "}"
+
+
+@dataclass
+class PeerVerdict:
+    peer: str
+    advertised: bool
+    reasons: list[str] = field(default_factory=list)
+    advertisements: list[str] = field(default_factory=list)
+
+
+def _family_adverts(family: Family, adverts: list[Doc]) -> list[Doc]:
+    if family.advertisements is None:
+        return []
+    return [a for a in adverts if selector_matches(family.advertisements, a.labels)]
+
+
+def _entry_verdict(svc: ServiceInfo, entry: dict, advert: Doc) -> str | None:
+    """None when this advertisement entry selects the Service's LoadBalancerIP; else why not."""
+    service_opts = entry.get("service")
+    addresses = (service_opts or {}).get("addresses") or []
+    if "LoadBalancerIP" not in addresses:
+        return (f"CiliumBGPAdvertisement {advert.name} Service entry advertises {addresses or 'no addresses'}, "
+                f"not LoadBalancerIP")
+    selector = entry.get("selector")
+    if selector is None:
+        return (f"CiliumBGPAdvertisement {advert.name} Service entry has no selector: Cilium advertises no Service "
+                f"for it")
+    if not selector_matches(selector, svc.bgp_labels()):
+        return (f"Service {svc.key} labels {_labels_text(svc.labels)} do not match CiliumBGPAdvertisement "
+                f"{advert.name} service selector {describe_selector(selector)}")
+    return None
+
+
+def peer_verdict(svc: ServiceInfo, ip: str, node: str, peer: PeerPlan, adverts: list[Doc]) -> PeerVerdict:
+    verdict = PeerVerdict(peer=peer.name, advertised=False)
+    if peer.uses_default_config:
+        verdict.reasons.append(f"peer {peer.name} has no peerConfigRef: the default peer config selects no "
+                               f"CiliumBGPAdvertisement")
+        return verdict
+    version = ipaddress.ip_address(ip).version
+    families = [f for f in peer.families if f.afi == f"ipv{version}" and f.safi == "unicast"]
+    if not families:
+        shown = ", ".join(f.name for f in peer.families)
+        verdict.reasons.append(f"CiliumBGPPeerConfig {peer.config_ref} has no ipv{version}/unicast family ({shown})")
+        return verdict
+    for family in families:
+        if family.advertisements is None:
+            verdict.reasons.append(f"CiliumBGPPeerConfig {peer.config_ref} family {family.name} has no "
+                                   f"advertisements selector: it advertises nothing")
+            continue
+        chosen = _family_adverts(family, adverts)
+        if not chosen:
+            verdict.reasons.append(
+                f"CiliumBGPPeerConfig {peer.config_ref} family {family.name} advertisements selector "
+                f"{describe_selector(family.advertisements)} matches no CiliumBGPAdvertisement (labels: "
+                + ("; ".join(f"{a.name} {_labels_text(a.labels)}" for a in adverts) or "none exist") + ")")
+            continue
+        for advert in chosen:
+            entries = [e for e in advert.spec.get("advertisements") or [] if e.get("advertisementType") == "Service"]
+            if not entries:
+                verdict.reasons.append(f"CiliumBGPAdvertisement {advert.name} has no advertisementType Service entry")
+            for entry in entries:
+                why = _entry_verdict(svc, entry, advert)
+                if why is None:
+                    verdict.advertised = True
+                    verdict.advertisements.append(advert.name)
+                else:
+                    verdict.reasons.append(why)
+    if verdict.advertised:
+        verdict.reasons = []
+    return verdict
+
+
+def service_precheck(svc: ServiceInfo, allocation: Allocation, node: str) -> str | None:
+    """Reasons that hold before any selector is looked at (per node for eTP Local)."""
+    if svc.type != "LoadBalancer":
+        return f"Service {svc.key} is type {svc.type}; only LoadBalancer IPs are advertised"
+    if svc.load_balancer_class is not None and svc.load_balancer_class != BGP_LB_CLASS:
+        return f"Service {svc.key} has loadBalancerClass {svc.load_balancer_class}; BGP advertises only " \
+               f"unset or {BGP_LB_CLASS}"
+    if not allocation.ok:
+        return f"Service {svc.key} has no LoadBalancer IP: {allocation.reason}"
+    if svc.external_traffic_policy == "Local" and not svc.has_local_endpoint(node):
+        return (f"Service {svc.key} has externalTrafficPolicy Local and no endpoint on node {node}: Cilium "
+                f"withdraws it there")
+    return None
+
+
+def evaluate_advertisements(rendered: Rendered, bgp: dict[str, NodeBgp], services: list[ServiceInfo],
+                            allocations: dict[str, Allocation]
+                            ) -> tuple[list[Advertisement], dict[str, dict[str, list[str]]]]:
+    """Every (node, peer, VIP) advertisement, and per Service and node the reasons when it is not advertised."""
+    adverts = rendered.of_kind("CiliumBGPAdvertisement")
+    found: list[Advertisement] = []
+    why_not: dict[str, dict[str, list[str]]] = {}
+    for svc in services:
+        alloc = allocations[svc.key]
+        per_node: dict[str, list[str]] = {}
+        for node, plan in bgp.items():
+            reasons: list[str] = []
+            if not plan.selected:
+                reasons.append(f"node {node} runs no BGP: {plan.reason}")
+            pre = service_precheck(svc, alloc, node)
+            if plan.selected and pre:
+                reasons.append(pre)
+            advertised = False
+            if plan.selected and not pre:
+                for inst in plan.instances:
+                    for peer in inst.peers:
+                        if not peer.configured:
+                            reasons.append(peer.reason)
+                            continue
+                        for ip in alloc.ips:
+                            try:
+                                verdict = peer_verdict(svc, ip, node, peer, adverts)
+                            except SelectorError as exc:
+                                reasons.append(f"peer {peer.name}: a selector on the way is invalid, Cilium "
+                                               f"rejects it: {exc}")
+                                continue
+                            if verdict.advertised:
+                                advertised = True
+                                found.append(Advertisement(node, inst.name, peer.name, str(peer.address),
+                                                           f"{ip}/{ipaddress.ip_address(ip).max_prefixlen}",
+                                                           svc.key, verdict.advertisements[0]))
+                            else:
+                                reasons.extend(f"peer {peer.name}: {r}" for r in verdict.reasons)
+                if not plan.instances:
+                    reasons.append(f"node {node} has no BGP instance")
+            per_node[node] = [] if advertised else list(dict.fromkeys(reasons))
+        why_not[svc.key] = per_node
+    return found, why_not

@@ -1,0 +1,165 @@
+"""The lab's PKI: one CA, and per node an apiserver serving certificate whose SANs are exactly that node's
+rendered k3s ``tls-san`` (IP entries as IP SANs, the rest as DNS SANs).
+
+Idempotent: an existing CA is reused, and a node certificate is rewritten only when it is missing, not
+signed by the CA, has different SANs, or expires within 30 days. A second run changes no file.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+CA_CERT = "ca.crt"
+CA_KEY = "ca.key"
+CA_DAYS = 3650
+LEAF_DAYS = 365
+RENEW_BEFORE = dt.timedelta(days=30)
+
+
+class PkiError(RuntimeError):
+    """A PKI file that exists but cannot be used; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class NodeCert:
+    cert_path: Path
+    key_path: Path
+    ca_path: Path
+
+
+def san_entries(sans: list[str] | tuple[str, ...]) -> list[x509.GeneralName]:
+    out: list[x509.GeneralName] = []
+    for san in sans:
+        try:
+            out.append(x509.IPAddress(ipaddress.ip_address(san)))
+        except ValueError:
+            out.append(x509.DNSName(san))
+    return out
+
+
+def cert_sans(cert: x509.Certificate) -> tuple[set[str], set[str]]:
+    """(IP SANs, DNS SANs) of a certificate."""
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set(), set()
+    return ({str(ip) for ip in ext.get_values_for_type(x509.IPAddress)},
+            set(ext.get_values_for_type(x509.DNSName)))
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+
+
+def _write(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def ensure_ca(pki_dir: str | Path, name: str = "k3s-bgp-lab CA") -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """Load the lab CA from ``pki_dir``, creating it (and the directory) when absent."""
+    pki = Path(pki_dir)
+    pki.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = pki / CA_CERT, pki / CA_KEY
+    if cert_path.exists() and key_path.exists():
+        try:
+            cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+            key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        except ValueError as exc:
+            raise PkiError(f"{pki}: {CA_CERT}/{CA_KEY} cannot be read ({exc}); delete both to create a new lab CA") from exc
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise PkiError(f"{key_path}: not an EC key; delete {CA_CERT} and {CA_KEY} to create a new lab CA")
+        return cert, key
+    if cert_path.exists() != key_path.exists():
+        raise PkiError(f"{pki}: only one of {CA_CERT} and {CA_KEY} exists; delete it to create a new lab CA")
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = _now()
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=CA_DAYS))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                         content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                         key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256()))
+    _write_private(key_path, _key_pem(key))
+    _write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+    return cert, key
+
+
+def _signed_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _current(cert_path: Path, key_path: Path, ca: x509.Certificate, sans: list[str]) -> bool:
+    if not (cert_path.exists() and key_path.exists()):
+        return False
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    except ValueError:
+        return False
+    wanted_ips = {str(e.value) for e in san_entries(sans) if isinstance(e, x509.IPAddress)}
+    wanted_dns = {e.value for e in san_entries(sans) if isinstance(e, x509.DNSName)}
+    same_key = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) \
+        == cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return (same_key and _signed_by(cert, ca) and cert_sans(cert) == (wanted_ips, wanted_dns)
+            and cert.not_valid_after_utc - _now() > RENEW_BEFORE)
+
+
+def ensure_node_cert(pki_dir: str | Path, node: str, sans: list[str] | tuple[str, ...]) -> NodeCert:
+    """``<node>-apiserver.crt``/``.key`` in ``pki_dir`` with exactly ``sans``; reused when already right."""
+    if not sans:
+        raise PkiError(f"node {node}: its k3s config has no tls-san; the stand-in apiserver needs at least one SAN")
+    pki = Path(pki_dir)
+    ca, ca_key = ensure_ca(pki)
+    cert_path, key_path = pki / f"{node}-apiserver.crt", pki / f"{node}-apiserver.key"
+    if not _current(cert_path, key_path, ca, list(sans)):
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = _now()
+        cert = (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{node} stand-in apiserver")]))
+                .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=LEAF_DAYS))
+                .add_extension(x509.SubjectAlternativeName(san_entries(sans)), critical=False)
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False, key_cert_sign=False,
+                                             crl_sign=False, content_commitment=False, data_encipherment=False,
+                                             key_agreement=False, encipher_only=False, decipher_only=False),
+                               critical=True)
+                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+                .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+                .sign(ca_key, hashes.SHA256()))
+        _write_private(key_path, _key_pem(key))
+        _write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+    return NodeCert(cert_path=cert_path, key_path=key_path, ca_path=pki / CA_CERT)

@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Stand-in for Traefik on a twin node (stdlib only; copied into the lab container and run there).
+
+Answers every HTTP request on <VIP>:<port> with 200 and the body "served-by: <node>\\n", plus the header
+"X-Served-By: <node>", so that probes through the gateway's ECMP route see which node answered.
+Logs one line per request to --log; exits cleanly on SIGTERM/SIGINT; restartable at once (SO_REUSEADDR).
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from datetime import datetime, timezone
+import socketserver
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Server(ThreadingHTTPServer):
+    """No reverse DNS lookup at bind (http.server's getfqdn can stall for seconds without a resolver)."""
+
+    allow_reuse_address = True
+    daemon_threads = True
+
+    def server_bind(self) -> None:
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
+
+
+def make_handler(node: str, log):
+    body = f"served-by: {node}\n".encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "twin-traefik"
+
+        def _answer(self, with_body: bool) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("X-Served-By", node)
+            self.end_headers()
+            if with_body:
+                self.wfile.write(body)
+
+        def do_GET(self) -> None:  # noqa: N802
+            self._answer(True)
+
+        def do_HEAD(self) -> None:  # noqa: N802
+            self._answer(False)
+
+        def log_message(self, fmt: str, *args) -> None:
+            stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+            log.write(f"{stamp} {self.client_address[0]} {fmt % args}\n")
+            log.flush()
+
+    return Handler
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bind", required=True, help="the Traefik VIP (on the node's loopback)")
+    ap.add_argument("--port", type=int, default=80)
+    ap.add_argument("--node", required=True)
+    ap.add_argument("--log", default="-")
+    args = ap.parse_args(argv)
+    log = sys.stderr if args.log == "-" else open(args.log, "a", encoding="utf-8")
+    server = Server((args.bind, args.port), make_handler(args.node, log))
+
+    def stop(signum, _frame) -> None:
+        log.write(f"signal {signum}: stopping\n")
+        log.flush()
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.write(f"stand-in traefik for {args.node} on http://{args.bind}:{args.port}\n")
+    log.flush()
+    server.serve_forever()
+    server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
