@@ -43,9 +43,9 @@ DEBOOTSTRAP_TIMEOUT_S = 1800
 FRR_BY_SUITE = {"bookworm": "8.4.4", "bullseye": "7.5.1"}
 NBIT_SINCE = (8, 3)  # RFC 8538 (graceful-restart "notification", the N-bit) in FRR
 
-GATEWAY_PACKAGES = ("frr", "frr-pythontools", "iproute2", "iputils-ping", "procps", "tcpdump")
-TWIN_PACKAGES = ("haproxy", "python3", "iproute2", "iptables", "procps", "iputils-ping", "openssl")
-CLIENT_PACKAGES = ("curl", "python3", "iproute2", "iputils-ping", "openssl", "ca-certificates")
+GATEWAY_PACKAGES = ("tini", "frr", "frr-pythontools", "iproute2", "iputils-ping", "procps", "tcpdump")
+TWIN_PACKAGES = ("tini", "haproxy", "python3", "iproute2", "iptables", "procps", "iputils-ping", "openssl")
+CLIENT_PACKAGES = ("tini", "curl", "python3", "iproute2", "iputils-ping", "openssl", "ca-certificates")
 
 # Removed from every rootfs: package caches and documentation (Docker provides /dev, /proc, /sys).
 CLEANUP_GLOBS = ("var/cache/apt/archives/*.deb", "var/cache/apt/*.bin", "var/lib/apt/lists/*_*",
@@ -53,7 +53,8 @@ CLEANUP_GLOBS = ("var/cache/apt/archives/*.deb", "var/cache/apt/*.bin", "var/lib
                  "debootstrap")
 # Containers get their command from the lab runtime (containerlab `cmd:`); this default only makes
 # a bare `docker run IMAGE` idle instead of failing for lack of a command.
-IDLE_CHANGES = ('CMD ["sleep", "infinity"]',)
+# PID 1 must reap orphans (FRR's watchfrr, restarted stand-ins), or `frrinit.sh stop` waits on a zombie
+IDLE_CHANGES = ('CMD ["/usr/bin/tini", "--", "sleep", "infinity"]',)
 TAR_EXCLUDES = ("./dev/*", "./proc/*", "./sys/*", "./run/*", "./tmp/*")
 
 

@@ -6,6 +6,7 @@ nothing here opens a socket to the lab from the host.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,72 @@ class LabRuntime:
             return json.loads(res.stdout or "{}")
         except json.JSONDecodeError as exc:
             raise LabError(f"vtysh -c {command!r} did not return JSON: {res.stdout[:200]!r}") from exc
+
+    # ------------------------------------------------------------------ faults (drills)
+    LAB_IF = "eth1"  # every node's interface on the switch segment
+
+    def _link_rules(self) -> list[list[str]]:
+        return [["INPUT", "-i", self.LAB_IF, "-j", "DROP"], ["OUTPUT", "-o", self.LAB_IF, "-j", "DROP"]]
+
+    def link_down(self, node: str) -> None:
+        """Silent power loss: drop every packet in and out of the node's lab interface, inside the node.
+
+        No FIN, no RST, no NOTIFICATION reaches the gateway or the client. (tc would be closer to a dead
+        NIC, but this kernel has no tc classifiers; iptables in the node's namespace does the same for IP.)
+        """
+        for rule in self._link_rules():
+            if self.exec(node, ["iptables", "-C", *rule]).exit_code != 0:
+                res = self.exec(node, ["iptables", "-I", *rule])
+                if res.exit_code != 0:
+                    raise LabError(f"{node}: iptables -I {' '.join(rule)} failed: {res.stderr.strip()}")
+
+    def link_up(self, node: str) -> None:
+        """Undo link_down (idempotent)."""
+        for rule in self._link_rules():
+            while self.exec(node, ["iptables", "-C", *rule]).exit_code == 0:
+                self.exec(node, ["iptables", "-D", *rule])
+
+    def _twin(self):
+        from .kinds import twin_runtime
+
+        if self.lab.fidelity != "twin":
+            raise LabError(f"speaker/apiserver faults are implemented for the twin fidelity, not {self.lab.fidelity!r}")
+        return twin_runtime
+
+    def signal_speaker(self, node: str, sig: int) -> None:
+        self._twin().signal_speaker(self, node, sig)
+
+    def start_speaker(self, node: str) -> None:
+        self._twin().start_speaker(self, node)
+
+    def stop_speaker_graceful(self, node: str) -> None:
+        self._twin().stop_speaker_graceful(self, node)
+
+    def stop_apiserver(self, node: str) -> None:
+        self._twin().stop_apiserver(self, node)
+
+    def start_apiserver(self, node: str) -> None:
+        self._twin().start_apiserver(self, node)
+
+    def restart_gateway_frr(self, timeout: float = 60) -> None:
+        """Restart FRR on the gateway; return once vtysh answers again."""
+        res = self.exec(GATEWAY, ["/usr/lib/frr/frrinit.sh", "stop"], timeout=timeout)
+        if res.exit_code != 0:
+            raise LabError(f"FRR stop on {GATEWAY} failed (exit {res.exit_code})", res.stderr.splitlines()[-10:])
+        # detached: the daemons keep the exec's output streams open, so a waiting exec would never end
+        self.exec_background(GATEWAY, ["/usr/lib/frr/frrinit.sh", "start"])
+        deadline = time.monotonic() + timeout
+        while self.exec(GATEWAY, ["vtysh", "-c", "show bgp summary json"], timeout=10).exit_code != 0:
+            if time.monotonic() > deadline:
+                raise LabError(f"FRR on {GATEWAY} did not answer within {timeout:g} s after a restart")
+            time.sleep(0.2)  # poll interval of the condition above
+
+    def verify(self) -> bool:
+        from ..checks.verify import collect, run_checks
+        from .expect import expectation_for
+
+        exp = expectation_for(self)
+        return all(r.ok for r in run_checks(collect(self, exp), exp))
 
     def running_containers(self) -> dict[str, str]:
         """node name -> container status, for this lab's containers."""

@@ -34,6 +34,7 @@ class NodeKind(ABC):
 
 
 NET_CAPS = ["NET_ADMIN", "NET_RAW"]
+IDLE_CMD = "/usr/bin/tini -- sleep infinity"  # tini reaps orphans as PID 1
 
 
 def linux_node(image: str, exec_lines: list[str], caps: list[str] | None = None, **extra: object) -> dict:
@@ -44,6 +45,6 @@ def linux_node(image: str, exec_lines: list[str], caps: list[str] | None = None,
     CAP_SYS_RESOURCE), so each kind adds exactly the capabilities it needs.
     """
     node = {"kind": "linux", "image": image, "restart-policy": "no", "privileged": False,
-            "cap-add": list(caps or NET_CAPS), "cmd": "sleep infinity", "exec": exec_lines}
+            "cap-add": list(caps or NET_CAPS), "cmd": IDLE_CMD, "exec": exec_lines}
     node.update(extra)
     return node

@@ -42,3 +42,60 @@ def _current_files(lab: "LabRuntime", node: str, paths: list[str]) -> dict[str, 
         if res.exit_code == 0:
             out[path] = res.stdout.encode()
     return out
+
+
+# ----------------------------------------------------------------------------- faults (drills)
+TWINRUN = "/opt/twin/twinrun.py"
+PID_DIR = "/run/twin"
+_SIGNAL = "import os, sys; os.kill(int(open(sys.argv[1]).read().strip()), int(sys.argv[2]))"
+
+
+def _node(lab: "LabRuntime", node: str):
+    from ..expect import twin_plan
+
+    plan = twin_plan(lab)
+    if node not in plan.nodes:
+        raise KeyError(f"no twin node {node!r}; nodes: {', '.join(plan.nodes)}")
+    return plan.nodes[node]
+
+
+def _speaker(lab: "LabRuntime", node: str) -> str:
+    names = [p for p in _node(lab, node).processes() if p.startswith("gobgpd-")]
+    if not names:
+        raise KeyError(f"{node} runs no BGP speaker (its labels match no CiliumBGPClusterConfig)")
+    return names[0]
+
+
+def _run_all(lab: "LabRuntime", node: str, cmds: list[list[str]]) -> None:
+    from ..runtime import LabError
+
+    for argv in cmds:
+        res = lab.exec(node, argv, timeout=60)
+        if res.exit_code != 0:
+            raise LabError(f"{node}: `{' '.join(argv[:5])}` failed (exit {res.exit_code})", (res.stderr or res.stdout).splitlines()[-10:])
+
+
+def _start(lab: "LabRuntime", node: str, process: str) -> None:
+    """Start one process the way lab-up does (a speaker also re-injects its routes)."""
+    cmds = [c for c in _node(lab, node).restart_commands(process) if c[:4] != ["python3", TWINRUN, "stop", process]]
+    _run_all(lab, node, cmds)
+
+
+def signal_speaker(lab: "LabRuntime", node: str, sig: int) -> None:
+    _run_all(lab, node, [["python3", "-c", _SIGNAL, f"{PID_DIR}/{_speaker(lab, node)}.pid", str(int(sig))]])
+
+
+def start_speaker(lab: "LabRuntime", node: str) -> None:
+    _start(lab, node, _speaker(lab, node))
+
+
+def stop_speaker_graceful(lab: "LabRuntime", node: str) -> None:
+    _run_all(lab, node, [["python3", TWINRUN, "stop", _speaker(lab, node)]])
+
+
+def stop_apiserver(lab: "LabRuntime", node: str) -> None:
+    _run_all(lab, node, [["python3", TWINRUN, "stop", "apiserver"]])
+
+
+def start_apiserver(lab: "LabRuntime", node: str) -> None:
+    _start(lab, node, "apiserver")
