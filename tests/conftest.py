@@ -22,3 +22,16 @@ def rack_dir(tmp_path_factory, rack_files) -> Path:
     from generators.output import write_tree
 
     return write_tree(rack_files, tmp_path_factory.mktemp("render") / "rack")
+
+
+@pytest.fixture(scope="session")
+def running_ci_lab():
+    """The CI lab (short timers) brought up once for the drill tests, and removed afterwards."""
+    from generators.lab.lifecycle import lab_down, lab_up, load_lab
+
+    lab = load_lab(TOPOLOGY / "lab-ci.yml")
+    try:
+        lab_up(lab, log=lambda m: None)
+        yield lab
+    finally:
+        lab_down(lab.name, log=lambda m: None)

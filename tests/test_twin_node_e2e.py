@@ -21,7 +21,7 @@ pytestmark = pytest.mark.e2e
 
 PROBE_TLS = ("import ssl,sys,urllib.request as u;"
              "c=ssl.create_default_context(cafile='/etc/twin/pki/ca.crt');"
-             "r=u.urlopen(sys.argv[1],context=c,timeout=5);print(r.status,r.headers['X-Twin-Node'],r.read().decode())")
+             "r=u.urlopen(sys.argv[1],context=c,timeout=5);print(r.status,r.headers['X-Served-By'],r.read().decode())")
 HAPROXY_STATES = ("import socket;s=socket.socket(socket.AF_UNIX);s.connect('/run/twin/haproxy.sock');"
                   "s.sendall(b'show stat\\n');d=b''\n"
                   "while (c:=s.recv(65536)):d+=c\n"

@@ -82,7 +82,7 @@ def test_standin_apiserver_serves_tls_verified_by_the_lab_ca(tmp_path):
                 if time.monotonic() > deadline or proc.poll() is not None:
                     pytest.fail(f"stand-in apiserver did not come up: {log.read_text() if log.exists() else ''}")
                 time.sleep(0.05)
-        assert (resp.status, resp.read(), resp.getheader("X-Twin-Node")) == (200, b"ok", "local")
+        assert (resp.status, resp.read(), resp.getheader("X-Served-By")) == (200, b"ok", "local")
         conn.request("GET", "/version")
         body = json.loads(conn.getresponse().read())
         assert body["gitVersion"] == "v1.35.1+k3s1" and body["minor"] == "35" and body["twinNode"] == "local"

@@ -124,7 +124,12 @@ def cmd_setup(args: argparse.Namespace) -> int:
 def cmd_drill(args: argparse.Namespace) -> int:
     from .. import drill
 
-    return drill.main(args.rest, lab_factory=lambda: _load(args))
+    from .lifecycle import load_lab
+
+    def factory(name: str | None = None, inventory: str | None = None):
+        return load_lab(inventory or args.inventory, name or args.name)
+
+    return drill.main(args.rest, lab_factory=factory)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -147,13 +152,16 @@ def parser() -> argparse.ArgumentParser:
     add("verify", cmd_verify, "named checks with evidence; exit 1 on any failure")
     add("images-build", cmd_images_build, "build the lab images offline (debootstrap + docker import)", json_=False, name_arg=False)
     add("setup", cmd_setup, "install and start what the lab needs (Debian/Ubuntu)", json_=False, name_arg=False)
-    d = add("drill", cmd_drill, "failover drills", json_=False)
-    d.add_argument("rest", nargs=argparse.REMAINDER, help="drill arguments")
+    add("drill", cmd_drill, "failover drills (other arguments go to the drill: --scenario, --node, ...)", json_=False)
     return p
 
 
 def main(argv: list[str]) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args, rest = p.parse_known_args(argv)
+    if rest and args.command != "drill":
+        p.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.rest = rest
     try:
         return args.fn(args)
     except InventoryError as exc:

@@ -4,7 +4,7 @@
 Serves HTTPS on <node-ip>:6443 with the node's certificate (SANs = the node's rendered k3s tls-san):
   /healthz, /livez, /readyz -> "ok"
   /version                  -> JSON like the apiserver's, plus "twinNode"
-Every response carries "X-Twin-Node: <node>". Logs one line per request to --log. Exits cleanly on
+Every response carries "X-Served-By: <node>". Logs one line per request to --log. Exits cleanly on
 SIGTERM/SIGINT; it can be killed and started again at once (SO_REUSEADDR).
 """
 from __future__ import annotations
@@ -50,7 +50,7 @@ def make_handler(node: str, k3s_version: str, log):
             self.send_response(code)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
-            self.send_header("X-Twin-Node", node)
+            self.send_header("X-Served-By", node)
             self.end_headers()
             self.wfile.write(body)
 
