@@ -7,9 +7,8 @@ re-validates; templates only read fields of the model.
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any, Callable

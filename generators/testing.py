@@ -17,9 +17,9 @@ def pytest_args(unit: bool, e2e: bool, keyword: str | None, extra: list[str]) ->
 
 
 def prerequisites(unit: bool, e2e: bool) -> set[str]:
-    need = {"frr-check"}  # the FRR config check runs real vtysh, even in the unit tests
+    need = {"frr-check", "gobgp"}  # unit tests run real vtysh --dryrun and gobgpd's config check
     if e2e or not unit:
-        need |= {"docker", "containerlab", "gobgp"}
+        need |= {"docker", "containerlab", "images"}  # images: debootstrap, to build the lab images
     return need
 
 

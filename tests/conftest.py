@@ -24,6 +24,14 @@ def rack_dir(tmp_path_factory, rack_files) -> Path:
     return write_tree(rack_files, tmp_path_factory.mktemp("render") / "rack")
 
 
+def lab_image(spec):
+    """Tag of a lab image, built when missing: end-to-end tests never skip for want of an image."""
+    from generators.lab.engine import Engine
+    from generators.lab.images import ensure_image
+
+    return ensure_image(spec, Engine(), log=lambda m: None)
+
+
 @pytest.fixture(scope="session")
 def running_ci_lab():
     """The CI lab (short timers) brought up once for the drill tests, and removed afterwards."""

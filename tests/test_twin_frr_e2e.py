@@ -5,7 +5,6 @@ docker exec inside the containers."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 import uuid
@@ -19,16 +18,10 @@ pytestmark = pytest.mark.e2e
 
 
 def image(spec_fn, *args) -> str:
-    if shutil.which("docker") is None:
-        pytest.skip("docker is not installed")
-    try:
-        from generators.lab import images
-        tag = images.image_tag(getattr(images, spec_fn)(*args))
-    except Exception as exc:  # noqa: BLE001 -- no image name, nothing to test with
-        pytest.skip(f"cannot name the {spec_fn} image: {exc}")
-    if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode != 0:
-        pytest.skip(f"image {tag} is not built; run `invoke images.build`")
-    return tag
+    from conftest import lab_image
+    from generators.lab import images
+
+    return lab_image(getattr(images, spec_fn)(*args))
 
 
 def run(argv: list[str], check: bool = True) -> subprocess.CompletedProcess:

@@ -7,7 +7,6 @@ TLS verified against the lab CA by the VIP, the Traefik stand-in, idempotent re-
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 import uuid
@@ -31,16 +30,10 @@ PROBE_HTTP = "import sys,urllib.request as u;print(u.urlopen(sys.argv[1],timeout
 
 
 def twin_image() -> str:
-    if shutil.which("docker") is None:
-        pytest.skip("docker is not installed")
-    try:
-        from generators.lab.images import image_tag, twin_spec
-        tag = image_tag(twin_spec())
-    except Exception as exc:  # noqa: BLE001 -- any failure here means: no image to test with
-        pytest.skip(f"cannot name the twin image: {exc}")
-    if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode != 0:
-        pytest.skip(f"twin image {tag} is not built; run `invoke images.build`")
-    return tag
+    from conftest import lab_image
+    from generators.lab.images import twin_spec
+
+    return lab_image(twin_spec())
 
 
 def dexec(name: str, argv: list[str], check: bool = True) -> subprocess.CompletedProcess:

@@ -106,7 +106,7 @@ def check_cluster_init(ctx: Context) -> None:
     if not inits:
         first = ctx.nodes[0]
         ctx.add("K3S-CLUSTER-INIT", first.file, first.document, "server",
-                f"every server has `server:` set, none initializes the cluster: on a fresh install all of them "
+                "every server has `server:` set, none initializes the cluster: on a fresh install all of them "
                 "wait for a cluster that never starts.",
                 f"remove server/token from one server (e.g. {first.name}) and set cluster-init: true there")
         return
