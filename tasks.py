@@ -72,10 +72,12 @@ def verify(c, inventory="topology/lab.yml", name=None, json=False):
 
 
 @task(help={**LAB_HELP, "scenario": "node-power-loss, speaker-crash, speaker-graceful-stop, apiserver-down, gateway-restart or all",
-            "node": "the node to break (default: the first)", "repeat": "runs per scenario", "rate": "probe attempts per second per VIP"})
-def drill(c, scenario="all", inventory="topology/lab.yml", name=None, node=None, repeat=1, rate=10, json=False):
+            "node": "the node to break (default: the first)", "repeat": "runs per scenario", "rate": "probe attempts per second per VIP",
+            "restart_delay": "speaker scenarios: restart the speaker after this many seconds (default: once its routes left the FIB)"})
+def drill(c, scenario="all", inventory="topology/lab.yml", name=None, node=None, repeat=1, rate=10, json=False, restart_delay=None):
     """Break things in the running lab and measure what users lose, against what the config promises."""
     rest = ["--scenario", scenario, "--repeat", str(repeat), "--rate", str(rate)] + (["--node", node] if node else [])
+    rest += ["--restart-delay", str(restart_delay)] if restart_delay is not None else []
     _lab("drill", inventory, name, False, rest + (["--json"] if json else []))
 
 

@@ -162,3 +162,15 @@ def test_bound_check_and_describe():
     assert Bound("x", reason="r", expect=True).check(False) == "outside"
     assert Bound("x", reason="r").check(3.0) == "no bound"
     assert parse_version("v3.26") == (3, 26, 0)
+
+
+
+def test_speaker_back_within_restart_time_keeps_the_next_hop(tmp_path):
+    from generators.drill.bounds import bounds_for
+
+    inp = inputs(tmp_path, hold=3, keepalive=1, restart=10)
+    early = bounds_for("speaker-crash", inp, speaker_down_for=2.0).bounds["detect"]
+    assert early.low == 2.0 and early.high is None and "keeps its next-hop" in early.reason
+    assert early.check(0.3) == "outside" and early.check(3.1) == "inside"
+    late = bounds_for("speaker-crash", inp, speaker_down_for=30.0).bounds["detect"]
+    assert late.high is not None and late.low is not None  # back too late: the stale timer runs out first

@@ -7,6 +7,7 @@ import yaml
 
 from conftest import TOPOLOGY
 from generators.lab import hostnet
+from generators.lab.topology import bridge_port
 from generators.pipeline import render_inventory
 
 
@@ -95,7 +96,7 @@ def test_clab_topology_wires_every_node_to_the_switch_and_client_behind_gateway(
     assert nodes["switch"] == {"kind": "bridge"}
     eps = [tuple(link["endpoints"]) for link in links]
     for n in ("ucg", "cat01", "cat02", "cat03"):
-        assert (f"{n}:eth1", f"switch:{n}-eth1") in eps
+        assert (f"{n}:eth1", f"switch:{bridge_port('ber1-lab', n)}") in eps
     assert ("ucg:eth2", "client:eth1") in eps
     for name, node in nodes.items():
         if node["kind"] == "linux":
@@ -105,3 +106,9 @@ def test_clab_topology_wires_every_node_to_the_switch_and_client_behind_gateway(
     assert "ip addr add 10.31.0.218/24 dev eth1" in nodes["cat01"]["exec"]
     assert "ip route replace default via 192.0.2.1 dev eth1" in nodes["client"]["exec"]
     assert nodes["ucg"]["sysctls"]["net.ipv4.fib_multipath_hash_policy"] == "1"
+
+
+def test_bridge_ports_are_unique_per_lab_and_fit_interface_names():
+    a, b = bridge_port("ber1-lab", "cat01"), bridge_port("ber1-ci", "cat01")
+    assert a != b and a.startswith("cat01-")
+    assert len(bridge_port("x", "a-very-long-node-name-indeed")) <= 15

@@ -4,7 +4,7 @@ Each row is (check id, base, mutation). The base is the rack render, or a varian
 itself clean (asserted in test_every_base_is_clean); the mutation is one mistake. For an error
 check, the set of error ids must be exactly {id}; for a warning check, there must be no error and
 the warnings must be the base's plus {id}. The base's warnings are the seed's TIMER-GR-COST (see
-docs/preflight.md) except for the "short-restart" base, which has none.
+README.md) except for the "short-restart" base, which has none.
 """
 from __future__ import annotations
 

@@ -192,10 +192,18 @@ def node_power_loss(inp: BoundInputs) -> ScenarioBounds:
     })
 
 
-def speaker_crash(inp: BoundInputs) -> ScenarioBounds:
+def speaker_crash(inp: BoundInputs, down_for: float | None = None) -> ScenarioBounds:
+    """``down_for``: the speaker is started again after that many seconds (None: once its routes are gone)."""
     tol = inp.tolerance
     bounds: dict[str, Bound] = {}
-    if inp.gr_active:
+    back_in_time = down_for is not None and down_for + GOBGP_FIRST_CONNECT + tol < inp.restart
+    if inp.gr_active and back_in_time:
+        bounds["stale"] = Bound("stale", high=tol, reason="the killed speaker's socket closes at once; FRR, a graceful-"
+                                                          "restart helper, marks its paths stale")
+        bounds["detect"] = Bound("detect", low=down_for,
+                                 reason=(f"the speaker is back after {down_for:g} s, within the {inp.restart:g} s restart "
+                                         f"time: graceful restart keeps its next-hop in the FIB throughout"))
+    elif inp.gr_active:
         bounds["stale"] = Bound("stale", high=tol, reason="the killed speaker's socket closes at once; FRR, a graceful-"
                                                           "restart helper, marks its paths stale")
         bounds["detect"] = Bound("detect", low=max(0.0, inp.restart - tol), high=inp.restart + tol,
@@ -294,11 +302,12 @@ def gateway_restart(inp: BoundInputs, restart_duration: float | None = None) -> 
     return ScenarioBounds("gateway-restart", bounds)
 
 
-def bounds_for(scenario: str, inp: BoundInputs, restart_duration: float | None = None) -> ScenarioBounds:
+def bounds_for(scenario: str, inp: BoundInputs, restart_duration: float | None = None,
+               speaker_down_for: float | None = None) -> ScenarioBounds:
     if scenario == "node-power-loss":
         return node_power_loss(inp)
     if scenario == "speaker-crash":
-        return speaker_crash(inp)
+        return speaker_crash(inp, speaker_down_for)
     if scenario == "speaker-graceful-stop":
         return speaker_graceful_stop(inp)
     if scenario == "apiserver-down":

@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-interval", type=float, default=0.2, help="gateway control-plane sampling interval, s")
     p.add_argument("--margin", type=float, default=1.5, help="deadlines are bound x margin + 5 s")
     p.add_argument("--speaker-version", default="3.37.0", help="GoBGP version the speakers run (for the bounds)")
+    p.add_argument("--restart-delay", type=float, default=None,
+                   help="speaker scenarios: start the speaker again after this many seconds "
+                        "(default: once the node has left the gateway's FIB)")
     p.add_argument("--json", action="store_true", help="print the JSON report (every raw sample) on stdout")
     p.add_argument("--out", default="build/reports", help="reports go to OUT/<lab>/<timestamp>/")
     p.add_argument("--lab-name", help="name of the running lab")
@@ -65,7 +68,7 @@ def main(argv: list[str] | None = None, lab_factory: LabFactory | None = None, *
         return 2
     lab = lab_factory(name=args.lab_name, inventory=args.inventory)
     opts = DrillOptions(rate=args.rate, timeout=args.timeout, sample_interval=args.sample_interval,
-                        margin=args.margin, speaker_version=args.speaker_version)
+                        margin=args.margin, speaker_version=args.speaker_version, restart_delay=args.restart_delay)
     results: list[DrillResult] = []
     say = (lambda msg: print(f"[drill] {msg}", file=err, flush=True))
     code = 0

@@ -50,6 +50,9 @@ class DrillOptions:
     verify_timeout: float = 120.0
     poll: float = 0.25
     speaker_version: str = "3.37.0"  # GoBGP the twin's speakers run (Cilium 1.19 builds on 3.37)
+    # speaker scenarios: restart the speaker this many seconds after the fault (an agent that comes
+    # back), instead of once the node has left the gateway's FIB (the whole stale window)
+    restart_delay: float | None = None
 
 
 @dataclass
@@ -258,6 +261,9 @@ def _inputs(lab: Lab, design: Design, facts: GatewayFacts | None, node: str | No
 
 def _hold_fault(ctx: _Ctx, scenario: Scenario, node_ip: str | None, paths: AgentPaths, inject_start: float,
                 timeout: float) -> bool:
+    if scenario.name.startswith("speaker-") and ctx.opts.restart_delay is not None:
+        delay = ctx.opts.restart_delay  # the scenario's own parameter: how long the speaker stays down
+        return ctx.wait_until(lambda: ctx.clock() - inject_start >= delay, delay + 5, f"the {delay:g} s restart delay")
     if scenario.wait_for == "fib-gone":
         assert node_ip is not None
         return ctx.wait_until(lambda: node_out_of_fib(_read_json(ctx, "ucg", paths.control_latest), node_ip),
@@ -343,7 +349,7 @@ def run_once(lab: Lab, scenario: Scenario, node: str | None, index: int, opts: D
     result.control = parse_control(_read_text(ctx, "ucg", paths.control_out))
     if fault is not None:
         restart_duration = fault.inject_end - fault.inject_start if scenario.undo is None else None
-        result.bounds = bounds_for(scenario.name, inp, restart_duration)
+        result.bounds = bounds_for(scenario.name, inp, restart_duration, speaker_down_for=opts.restart_delay)
         result.analysis = an_mod.analyse(scenario.name, result.probe, result.control, fault, node, node_ip)
         result.rows = an_mod.verdict_rows(result.analysis, result.bounds)
     result.verified_after = ctx.wait_until(lab.verify, opts.verify_timeout, "`verify` to pass after the drill")

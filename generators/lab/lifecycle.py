@@ -159,9 +159,12 @@ def _tag(spec) -> str:
 def failure_logs(lab: LabRuntime, lines: int = 15) -> list[str]:
     """The last lines of every kind's logs inside the containers, for a failed lab-up."""
     out: list[str] = []
+    running = {n for n, state in lab.running_containers().items() if state == "running"}
+    if not running:
+        return ["(no lab container is running: nothing to show from inside)"]
     for kind in lab_kinds(lab.model):
         names = [lab.gateway] if kind.role == "gateway" else [lab.client] if kind.role == "client" else list(lab.nodes)
-        for node in names:
+        for node in [n for n in names if n in running]:
             for path in kind.log_files():
                 try:
                     res = lab.exec(node, ["tail", "-n", str(lines), path], timeout=10)

@@ -1,6 +1,8 @@
 """The containerlab topology for a lab inventory: nodes from each kind, links on the switch bridge."""
 from __future__ import annotations
 
+import hashlib
+
 import yaml
 
 from ..model import Model
@@ -10,6 +12,15 @@ from .kinds.client import NAME as CLIENT
 from .kinds.gateway import NAME as GATEWAY
 
 CLAB_FILE = "lab.clab.yml"
+
+
+def bridge_port(lab_name: str, node: str) -> str:
+    """Host-side name of ``node``'s port on the switch bridge: unique per lab, at most 15 characters.
+
+    Host interface names are global, so two labs on one host must not both call theirs ``ucg-eth1``.
+    """
+    tag = hashlib.sha256(lab_name.encode()).hexdigest()[:4]
+    return f"{node[:10]}-{tag}"
 
 
 def lab_kinds(model: Model) -> list[NodeKind]:
@@ -24,8 +35,8 @@ def clab_topology(model: Model) -> dict:
     for kind in lab_kinds(model):
         nodes.update(kind.clab_nodes(model, image_tag(kind.image_spec(model))))
     nodes[lab.bridge] = {"kind": "bridge"}
-    links = [{"endpoints": [f"{GATEWAY}:eth1", f"{lab.bridge}:{GATEWAY}-eth1"]}]
-    links += [{"endpoints": [f"{n.name}:eth1", f"{lab.bridge}:{n.name}-eth1"]} for n in model.nodes]
+    links = [{"endpoints": [f"{n}:eth1", f"{lab.bridge}:{bridge_port(lab.name, n)}"]}
+             for n in [GATEWAY, *(node.name for node in model.nodes)]]
     links.append({"endpoints": [f"{GATEWAY}:eth2", f"{CLIENT}:eth1"]})
     return {"name": lab.name, "topology": {"nodes": nodes, "links": links}}
 

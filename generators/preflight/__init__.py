@@ -3,7 +3,7 @@
 It reads a rendered directory (``invoke gen`` output, or a user's own files in the same layout)
 through :mod:`generators.rendered` and :mod:`generators.frrconf`; it never looks at our
 inventory model and needs no Docker. Every check has a stable id and severity: see
-:data:`generators.preflight.findings.CHECKS` and docs/preflight.md.
+:data:`generators.preflight.findings.CHECKS` and README.md.
 """
 from __future__ import annotations
 

@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--dir", type=Path, help="a rendered directory (invoke gen output or your own files)")
     source.add_argument("--inventory", type=Path, help="an inventory: render it to a temporary directory and check that")
-    parser.add_argument("--json", action="store_true", help="print the stable JSON report (docs/preflight.md)")
+    parser.add_argument("--json", action="store_true", help="print the stable JSON report (README.md)")
     parser.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
     parser.add_argument("--frr-version", help="the gateway's FRR version, e.g. 8.4.4 (default: frr.conf's "
                         "`frr version` line, else assume 8.3 or later)")
