@@ -12,7 +12,6 @@ what it adds. Changing only an extra file (e.g. a rebuilt gobgpd) re-imports in 
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -27,10 +26,9 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Protocol
-from contextlib import contextmanager
+from typing import Callable, Protocol
 
-from generators.lab.prereqs import GOBGP_MODULE, GOBGP_VERSION, cache_dir, ensure_prereqs, gobgp_paths
+from generators.lab.prereqs import GOBGP_MODULE, GOBGP_VERSION, cache_dir, ensure_prereqs, file_lock, gobgp_paths
 
 Log = Callable[[str], None]
 
@@ -205,16 +203,8 @@ def rootfs_cache_path(spec: ImageSpec) -> Path:
     return cache_dir() / "rootfs" / f"{spec.suite}-{rootfs_key(spec)}.tar"
 
 
-@contextmanager
-def _lock(name: str) -> Iterator[None]:
-    path = cache_dir() / "locks" / f"{name}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+def _lock(name: str):
+    return file_lock(cache_dir() / "locks" / f"{name}.lock")
 
 
 _PHASES = (("I: Retrieving ", "downloading packages"), ("I: Extracting ", "extracting"),

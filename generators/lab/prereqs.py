@@ -515,9 +515,8 @@ def _build_gobgp(log: Log) -> None:
 
 
 @contextmanager
-def _machine_lock() -> Iterator[None]:
-    """Serialize prerequisite work between processes of this project on one machine."""
-    path = cache_dir() / "prereqs.lock"
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` between processes of this project on one machine."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -525,6 +524,11 @@ def _machine_lock() -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _machine_lock():
+    """Serialize prerequisite work between processes of this project on one machine."""
+    return file_lock(cache_dir() / "prereqs.lock")
 
 
 def run_plan(plan: Plan, probe: Probe, log: Log = print) -> None:

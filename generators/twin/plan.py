@@ -21,7 +21,7 @@ TWIN_ETC = "/etc/twin"
 TWIN_LOG = "/var/log/twin"
 PKI_DIR = f"{TWIN_ETC}/pki"
 HAPROXY_CFG = f"{TWIN_ETC}/haproxy.cfg"
-SCRIPTS = ("twinrun.py", "standin_apiserver.py", "standin_traefik.py")
+SCRIPTS = ("twinrun.py", "standin_common.py", "standin_apiserver.py", "standin_traefik.py")
 APISERVER_PORT = 6443
 READY_TIMEOUT_S = "30"
 

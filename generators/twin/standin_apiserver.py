@@ -12,13 +12,16 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import signal
 import ssl
 import sys
-import threading
 from datetime import datetime, timezone
 import socketserver
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+try:  # in the container: beside this script; in tests: the package
+    from standin_common import serve_until_signalled
+except ImportError:  # pragma: no cover
+    from generators.twin.standin_common import serve_until_signalled
 
 
 class Server(ThreadingHTTPServer):
@@ -89,19 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     context.load_cert_chain(args.cert, args.key)
     server = Server((args.bind, args.port), make_handler(args.node, args.k3s_version, log))
     server.socket = context.wrap_socket(server.socket, server_side=True)
-
-    def stop(signum, _frame) -> None:
-        log.write(f"signal {signum}: stopping\n")
-        log.flush()
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    log.write(f"stand-in apiserver for {args.node} on https://{args.bind}:{args.port} (k3s {args.k3s_version or '?'})\n")
-    log.flush()
-    server.serve_forever()
-    server.server_close()
-    return 0
+    return serve_until_signalled(
+        server, log, f"stand-in apiserver for {args.node} on https://{args.bind}:{args.port} (k3s {args.k3s_version or '?'})")
 
 
 if __name__ == "__main__":

@@ -8,12 +8,15 @@ Logs one line per request to --log; exits cleanly on SIGTERM/SIGINT; restartable
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from datetime import datetime, timezone
 import socketserver
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+try:  # in the container: beside this script; in tests: the package
+    from standin_common import serve_until_signalled
+except ImportError:  # pragma: no cover
+    from generators.twin.standin_common import serve_until_signalled
 
 
 class Server(ThreadingHTTPServer):
@@ -66,19 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     log = sys.stderr if args.log == "-" else open(args.log, "a", encoding="utf-8")
     server = Server((args.bind, args.port), make_handler(args.node, log))
-
-    def stop(signum, _frame) -> None:
-        log.write(f"signal {signum}: stopping\n")
-        log.flush()
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    log.write(f"stand-in traefik for {args.node} on http://{args.bind}:{args.port}\n")
-    log.flush()
-    server.serve_forever()
-    server.server_close()
-    return 0
+    return serve_until_signalled(server, log, f"stand-in traefik for {args.node} on http://{args.bind}:{args.port}")
 
 
 if __name__ == "__main__":
