@@ -252,7 +252,11 @@ def format_up(report: UpReport) -> str:
         lines.append(f"  vip {vip:<15} next-hops {', '.join(sorted(hops)) or '-'}")
     total = sum(p.seconds for p in report.phases)
     lines.append("  phases: " + ", ".join(f"{p.name} {p.seconds:.1f}s" for p in report.phases) + f" (total {total:.1f}s)")
-    lines.append("  changes: " + ("; ".join(report.changed) if report.changed else "none (already converged)"))
+    if report.changed:
+        per_phase = ", ".join(f"{p.name} {len(p.changed)}" for p in report.phases if p.changed)
+        lines.append(f"  changes: {len(report.changed)} ({per_phase}; `--json` lists them)")
+    else:
+        lines.append("  changes: none (already converged)")
     return "\n".join(lines)
 
 
