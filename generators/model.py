@@ -623,6 +623,18 @@ def _platform(r: _Reader, data: Any) -> Platform:
     )
 
 
+FIDELITIES = ("twin", "full")
+RUNNABLE_FIDELITIES = ("twin",)
+
+
+def _fidelity_check(value: str) -> str | None:
+    if value not in FIDELITIES:
+        return f"must be one of {', '.join(FIDELITIES)}"
+    if value not in RUNNABLE_FIDELITIES:
+        return f"the {value} fidelity is designed but not built yet"
+    return None
+
+
 def _lab(r: _Reader, data: Any, site: Any) -> Lab:
     p = ("lab",)
     d = r.section(data, p, {"name": "containerlab lab name", "fidelity": "twin or full", "bridge": "host bridge for the node segment",
@@ -639,7 +651,8 @@ def _lab(r: _Reader, data: Any, site: Any) -> Lab:
     bridge_default = f"br-{name}"[:15] if isinstance(name, str) else "br-lab"
     return Lab(
         name=name,
-        fidelity=r.value(d, p, "fidelity", "str", default="twin", check=_one_of("twin", "full")),
+        fidelity=r.value(d, p, "fidelity", "str", default="twin", check=_fidelity_check,
+                         fix="use `fidelity: twin`; the full fidelity (real k3s and Cilium from k3s_images/) has no runtime yet"),
         bridge=r.value(d, p, "bridge", "str", default=bridge_default, check=_regex_check(IFNAME, "interface name (max 15 characters)")),
         client=LabClient(subnet, address, gw),
         converge_timeout=r.value(d, p, "converge_timeout", "int", default=90, check=_range_check(5, 3600)),
