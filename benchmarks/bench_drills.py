@@ -46,6 +46,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="which of: " + "; ".join(VARIANTS))
     ap.add_argument("--out", default="build/bench-drills.json")
     args = ap.parse_args()
     os.chdir(ROOT)
@@ -56,7 +57,8 @@ def main() -> int:
 
     ensure_prereqs({"docker", "containerlab", "gobgp"}, log=lambda m: None)
     results: dict = {}
-    for variant, inventory in VARIANTS.items():
+    for variant in args.variants.split(","):
+        inventory = VARIANTS[variant]
         lab = load_lab(inventory)
         try:
             lab_up(lab, log=lambda m: None)
