@@ -29,6 +29,11 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+try:  # in the lab container: beside this script; in tests: the package
+    from agent_common import FixedSchedule
+except ImportError:  # pragma: no cover
+    from generators.drill.agent_common import FixedSchedule
+
 SERVED_BY_BODY = re.compile(rb"served-by:\s*([A-Za-z0-9_.-]+)", re.IGNORECASE)
 MAX_RESPONSE = 64 * 1024
 
@@ -260,26 +265,15 @@ def run(args: argparse.Namespace) -> int:
         "pid": os.getpid(),
     })
     next_status = t0_mono
-    k = 0
-    reason = "max-duration"
+    schedule = FixedSchedule(interval, args.max_duration, args.stop_file, t0=t0_mono)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="attempt") as pool:
-        while True:
-            due = t0_mono + k * interval
-            if due - t0_mono >= args.max_duration:
-                break
-            if args.stop_file and os.path.exists(args.stop_file):
-                reason = "stop-file"
-                break
-            now = time.monotonic()
-            if due > now:
-                time.sleep(due - now)  # pacing the fixed schedule, not waiting for a condition
+        for k, due in schedule:
             for role, fn in targets:
                 pool.submit(run_attempt, role, fn, k, wall_of(due), wall_of, args.timeout, recorder)
             if time.monotonic() >= next_status:
                 recorder.write_status(time.time())
                 next_status = time.monotonic() + 0.5
-            k += 1
-    recorder.write({"type": "end", "t": time.time(), "reason": reason, "attempts_per_vip": k})
+    recorder.write({"type": "end", "t": time.time(), "reason": schedule.reason, "attempts_per_vip": schedule.next_k})
     recorder.write_status(time.time(), done=True)
     recorder.close()
     return 0

@@ -195,8 +195,10 @@ def start_agents(ctx: _Ctx, paths: AgentPaths, max_duration: float) -> None:
         res = lab.exec(node, ["mkdir", "-p", paths.run_dir])
         if res.exit_code != 0:
             raise DrillError(f"mkdir {paths.run_dir} in {node} failed: {res.stderr.strip()[:200]}")
-    lab.put_file("client", paths.probe_script, (AGENT_DIR / "probe_agent.py").read_bytes(), 0o755)
-    lab.put_file("ucg", paths.sampler_script, (AGENT_DIR / "sampler_agent.py").read_bytes(), 0o755)
+    common = (AGENT_DIR / "agent_common.py").read_bytes()
+    for node, script, source in (("client", paths.probe_script, "probe_agent.py"), ("ucg", paths.sampler_script, "sampler_agent.py")):
+        lab.put_file(node, f"{paths.run_dir}/agent_common.py", common, 0o644)
+        lab.put_file(node, script, (AGENT_DIR / source).read_bytes(), 0o755)
     lab.exec_background("ucg", sampler_argv(lab, paths, ctx.opts, max_duration))
     lab.exec_background("client", probe_argv(lab, paths, ctx.opts, max_duration))
     ctx.event("probe and sampler started")

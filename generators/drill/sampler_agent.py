@@ -23,6 +23,11 @@ import subprocess
 import sys
 import time
 
+try:  # in the lab container: beside this script; in tests: the package
+    from agent_common import FixedSchedule
+except ImportError:  # pragma: no cover
+    from generators.drill.agent_common import FixedSchedule
+
 
 def split_json_stream(text: str) -> list[object]:
     """The JSON values printed one after another (vtysh with several ``-c``); junk between is skipped."""
@@ -195,22 +200,11 @@ def write_latest(path: str | None, sample: dict) -> None:
 
 def run(args: argparse.Namespace) -> int:
     vips = dict(item.split("=", 1) for item in args.vip)
-    t0 = time.monotonic()
-    k = 0
-    reason = "max-duration"
+    schedule = FixedSchedule(args.interval, args.max_duration, args.stop_file, skip_overrun=True)
     with open(args.out, "a", encoding="utf-8") as out:
         out.write(json.dumps({"type": "meta", "agent": "sampler", "t0": time.time(), "interval": args.interval,
                               "vips": vips, "pid": os.getpid()}, sort_keys=True) + "\n")
-        while True:
-            due = t0 + k * args.interval
-            if due - t0 >= args.max_duration:
-                break
-            if args.stop_file and os.path.exists(args.stop_file):
-                reason = "stop-file"
-                break
-            now = time.monotonic()
-            if due > now:
-                time.sleep(due - now)  # pacing the fixed schedule, not waiting for a condition
+        for k, _due in schedule:
             try:
                 sample = take_sample(vips, cmd_timeout=max(2.0, args.interval * 5))
             except Exception as exc:  # noqa: BLE001 - a bad sample is recorded, the sampler keeps going
@@ -219,8 +213,7 @@ def run(args: argparse.Namespace) -> int:
             out.write(json.dumps(sample, sort_keys=True) + "\n")
             out.flush()
             write_latest(args.latest, sample)
-            k = max(k + 1, int((time.monotonic() - t0) / args.interval))  # skip slots a slow sample overran
-        out.write(json.dumps({"type": "end", "t": time.time(), "reason": reason, "samples": k}) + "\n")
+        out.write(json.dumps({"type": "end", "t": time.time(), "reason": schedule.reason, "samples": schedule.next_k}) + "\n")
     return 0
 
 
