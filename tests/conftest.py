@@ -32,7 +32,7 @@ def lab_image(spec):
     return ensure_image(spec, Engine(), log=lambda m: None)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def running_ci_lab():
     """The CI lab (short timers) brought up once for the drill tests, and removed afterwards."""
     from generators.lab.lifecycle import lab_down, lab_up, load_lab

@@ -42,21 +42,21 @@ def lab():
         assert res.returncode == 0, res.stdout + res.stderr
         return json.loads(res.stdout)
 
-    started: list[tuple[str, str]] = []
+    started: list[tuple[str, str, str]] = []
 
-    def start(inventory: str, name: str):
-        started.append((inventory, name))
+    def start(inventory: str, name: str, bridge: str):
+        started.append((inventory, name, bridge))
         return up(inventory, name)
 
     yield start
-    for inventory, name in started:
+    for inventory, name, bridge in started:
         down = cli("lab-down", "--inventory", inventory)
         assert down.returncode == 0, down.stderr
-        assert leftovers(name, "switch") == []
+        assert leftovers(name, bridge) == []
 
 
 def test_twin_lab_up_verify_down(lab):
-    report = lab("topology/lab.yml", "ber1-lab")
+    report = lab("topology/lab.yml", "ber1-lab", "switch")
     conv = report["converged"]
     assert {ip: s for ip, s in conv["sessions"].items()} == {ip: "Established" for ip in NODES}
     for vip in ("10.31.0.80", "10.31.0.81"):
@@ -81,7 +81,7 @@ def test_twin_lab_up_verify_down(lab):
 
 
 def test_unadvertised_traefik_service_fails_verify_with_its_cause(lab):
-    report = lab("topology/lab-unadvertised.yml", "ber1-neg")
+    report = lab("topology/lab-unadvertised.yml", "ber1-neg", "sw-neg")
     assert set(report["converged"]["next_hops"]["10.31.0.80"]) == NODES
     assert report["converged"]["next_hops"]["10.31.0.81"] == []
     res = cli("verify", "--inventory", "topology/lab-unadvertised.yml", "--json")

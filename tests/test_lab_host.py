@@ -1,7 +1,10 @@
 """Host wiring and the containerlab topology, without Docker (a recording fake stands in for `ip`/`iptables`)."""
 from __future__ import annotations
 
+import json
 import subprocess
+
+import pytest
 
 import yaml
 
@@ -16,10 +19,14 @@ class FakeHost:
 
     def __init__(self, bridges=(), rules=(), chains=("DOCKER-USER", "FORWARD")):
         self.bridges, self.rules, self.chains, self.calls = set(bridges), [list(r) for r in rules], set(chains), []
+        self.ports: dict[str, list[str]] = {}
 
     def __call__(self, argv):
         self.calls.append(argv)
         rc = 0
+        if argv[:4] == ["ip", "-j", "link", "show"]:
+            ports = self.ports.get(argv[-1], [])
+            return subprocess.CompletedProcess(argv, 0, json.dumps([{"ifname": p} for p in ports]), "")
         if argv[:3] == ["ip", "link", "show"]:
             rc = 0 if argv[-1] in self.bridges else 1
         elif argv[:3] == ["ip", "link", "add"]:
@@ -112,3 +119,14 @@ def test_bridge_ports_are_unique_per_lab_and_fit_interface_names():
     a, b = bridge_port("ber1-lab", "cat01"), bridge_port("ber1-ci", "cat01")
     assert a != b and a.startswith("cat01-")
     assert len(bridge_port("x", "a-very-long-node-name-indeed")) <= 15
+
+
+def test_a_bridge_with_another_labs_ports_is_refused():
+    host = FakeHost(bridges={"switch"})
+    host.ports["switch"] = ["cat01-9f2c", "ucg-9f2c"]
+    with pytest.raises(hostnet.HostNetError, match="another lab"):
+        hostnet.ensure_bridge_and_rules("switch", hostnet.HostState(), lambda m: None, host, own_ports=frozenset({"cat01-1a2b"}))
+    # our own ports (a second lab-up of the same lab) are fine: only the accept rule is added
+    changed = hostnet.ensure_bridge_and_rules("switch", hostnet.HostState(), lambda m: None, host,
+                                              own_ports=frozenset({"cat01-9f2c", "ucg-9f2c"}))
+    assert changed == ["iptables -I DOCKER-USER -i switch -o switch -j ACCEPT"]

@@ -56,8 +56,25 @@ def bridge_exists(bridge: str, runner: Run = run) -> bool:
     return runner(["ip", "link", "show", "dev", bridge]).returncode == 0
 
 
-def ensure_bridge_and_rules(bridge: str, state: HostState, log: Callable[[str], None], runner: Run = run) -> list[str]:
-    """Create the bridge and its accept rule when missing; returns what changed (empty: nothing)."""
+def bridge_ports(bridge: str, runner: Run = run) -> list[str]:
+    """Interfaces attached to ``bridge`` on the host."""
+    res = runner(["ip", "-j", "link", "show", "master", bridge])
+    if res.returncode != 0 or not (res.stdout or "").strip():
+        return []
+    return sorted(str(link.get("ifname", "")) for link in json.loads(res.stdout))
+
+
+def ensure_bridge_and_rules(bridge: str, state: HostState, log: Callable[[str], None], runner: Run = run,
+                            own_ports: frozenset[str] = frozenset()) -> list[str]:
+    """Create the bridge and its accept rule when missing; returns what changed (empty: nothing).
+
+    A bridge that already carries ports of another lab is refused: two labs on one segment share
+    addresses and would answer each other's ARP and BGP.
+    """
+    foreign = [p for p in bridge_ports(bridge, runner) if p not in own_ports]
+    if foreign:
+        raise HostNetError(f"bridge {bridge} already carries ports of another lab ({', '.join(foreign)}); "
+                           f"give this lab its own `lab.bridge`, or take the other lab down first")
     changed: list[str] = []
     state.bridge = bridge
     if not bridge_exists(bridge, runner):

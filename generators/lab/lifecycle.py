@@ -21,7 +21,7 @@ from ..pipeline import render_model
 from . import hostnet
 from .images import ensure_images
 from .runtime import LabError, LabRuntime, lab_paths
-from .topology import lab_kinds
+from .topology import bridge_port, lab_kinds
 
 Log = Callable[[str], None]
 
@@ -134,7 +134,8 @@ def lab_up(lab: LabRuntime, log: Log = print, ensure: Callable[[set[str]], None]
 
     def wire() -> list[str]:
         try:
-            return hostnet.ensure_bridge_and_rules(lab.lab.bridge, host, log)
+            own = frozenset(bridge_port(lab.name, n) for n in [lab.gateway, *lab.nodes])
+            return hostnet.ensure_bridge_and_rules(lab.lab.bridge, host, log, own_ports=own)
         finally:
             host.save(lab.paths.host_state)
 
