@@ -297,7 +297,9 @@ def run_once(lab: Lab, scenario: Scenario, node: str | None, index: int, opts: D
     result = RunResult(scenario.name, node, index, run_id, None, None, None, None, None, [], None, None, False,
                        events=ctx.events)
     if not lab.verify():
-        raise DrillError("the lab does not verify before the drill; run `invoke verify` and fix what it reports")
+        failing = "; ".join(getattr(lab, "last_verify_failures", ()) or ())
+        raise DrillError("the lab does not verify before the drill; run `invoke verify` and fix what it reports"
+                         + (f" ({failing})" if failing else ""))
     facts = read_gateway_facts(lab)
     result.gateway = facts
     inp = _inputs(lab, design, facts, node, opts)

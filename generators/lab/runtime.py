@@ -194,12 +194,17 @@ class LabRuntime:
                 raise LabError(f"FRR on {GATEWAY} did not answer within {timeout:g} s after a restart")
             time.sleep(0.2)  # poll interval of the condition above
 
+    last_verify_failures: tuple[str, ...] = ()
+
     def verify(self) -> bool:
+        """The `invoke verify` checks; the failing ones stay in ``last_verify_failures``."""
         from ..checks.verify import collect, run_checks
         from .expect import expectation_for
 
         exp = expectation_for(self)
-        return all(r.ok for r in run_checks(collect(self, exp), exp))
+        results = run_checks(collect(self, exp), exp)
+        self.last_verify_failures = tuple(f"{r.name}: {r.summary}" for r in results if not r.ok)
+        return not self.last_verify_failures
 
     def running_containers(self) -> dict[str, str]:
         """node name -> container status, for this lab's containers."""
