@@ -15,25 +15,13 @@ import re
 import ssl
 import sys
 from datetime import datetime, timezone
-import socketserver
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 try:  # in the container: beside this script; in tests: the package
-    from standin_common import serve_until_signalled
+    from standin_common import Server, serve_until_signalled
 except ImportError:  # pragma: no cover
-    from generators.twin.standin_common import serve_until_signalled
+    from generators.twin.standin_common import Server, serve_until_signalled
 
-
-class Server(ThreadingHTTPServer):
-    """No reverse DNS lookup at bind (http.server's getfqdn can stall for seconds without a resolver)."""
-
-    allow_reuse_address = True
-    daemon_threads = True
-
-    def server_bind(self) -> None:
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name, self.server_port = str(host), int(port)
 
 HEALTH_PATHS = ("/healthz", "/livez", "/readyz")
 
