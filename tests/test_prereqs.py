@@ -17,7 +17,7 @@ from generators.lab.prereqs import (
     wait_until,
 )
 
-ALL_COMMANDS = {"dockerd", "docker", "ip", "bridge", "iptables", "vtysh", "debootstrap"}
+ALL_COMMANDS = {"dockerd", "docker", "ip", "bridge", "iptables", "vtysh", "haproxy", "debootstrap"}
 
 
 @dataclass
@@ -76,7 +76,7 @@ def test_missing_packages_become_one_apt_step_with_only_those_packages() -> None
 def test_need_selects_parts() -> None:
     probe = FakeProbe(commands=set(), docker=False, clab=None, gobgp={})
     assert kinds(plan_prereqs({"frr-check"}, probe)) == ["apt-install"]
-    assert plan_prereqs({"frr-check"}, probe).steps[0].items == ("frr",)
+    assert plan_prereqs({"frr-check"}, probe).steps[0].items == ("frr", "haproxy")
     assert kinds(plan_prereqs({"gobgp"}, probe)) == ["build-gobgp"]
     assert kinds(plan_prereqs({"containerlab"}, probe)) == ["apt-install", "build-containerlab"]
     assert kinds(plan_prereqs({"docker"}, probe)) == ["apt-install", "start-dockerd"]

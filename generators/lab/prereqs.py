@@ -10,7 +10,8 @@ Parts (the ``need`` set):
 - ``docker``: docker.io, iproute2, iptables, and a running Docker engine.
 - ``containerlab``: containerlab v0.79.0 in /usr/local/bin (built with Go).
 - ``gobgp``: gobgpd/gobgp v3.37.0 in the lab cache (built with Go).
-- ``frr-check``: the ``frr`` package, for ``vtysh --dryrun`` config checks.
+- ``frr-check``: the ``frr`` and ``haproxy`` packages, for the real config checks (``vtysh --dryrun``,
+  ``haproxy -c``) the unit tests run on rendered files.
 - ``images``: what the offline image build needs: debootstrap, plus the ``gobgp`` part.
 """
 from __future__ import annotations
@@ -66,13 +67,14 @@ PACKAGE_COMMANDS: dict[str, tuple[str, ...]] = {
     "iproute2": ("ip", "bridge"),
     "iptables": ("iptables",),
     "frr": ("vtysh",),
+    "haproxy": ("haproxy",),
     "debootstrap": ("debootstrap",),
 }
 PART_PACKAGES: dict[str, tuple[str, ...]] = {
     "docker": ("docker.io", "iproute2", "iptables"),
     "containerlab": ("iproute2", "iptables"),
     "gobgp": (),
-    "frr-check": ("frr",),
+    "frr-check": ("frr", "haproxy"),
     "images": ("debootstrap",),
 }
 DOCKER_START_TIMEOUT_S = 60.0
