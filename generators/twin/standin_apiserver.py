@@ -14,13 +14,11 @@ import json
 import re
 import ssl
 import sys
-from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler
 
 try:  # in the container: beside this script; in tests: the package
-    from standin_common import Server, serve_until_signalled
+    from standin_common import LoggingHandler, Server, open_log, serve_until_signalled
 except ImportError:  # pragma: no cover
-    from generators.twin.standin_common import Server, serve_until_signalled
+    from generators.twin.standin_common import LoggingHandler, Server, open_log, serve_until_signalled
 
 
 HEALTH_PATHS = ("/healthz", "/livez", "/readyz")
@@ -34,8 +32,9 @@ def version_body(k3s_version: str, node: str) -> dict:
 
 
 def make_handler(node: str, k3s_version: str, log):
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(LoggingHandler):
         server_version = "twin-apiserver"
+        log_file = log
 
         def _send(self, code: int, body: bytes, content_type: str) -> None:
             self.send_response(code)
@@ -57,11 +56,6 @@ def make_handler(node: str, k3s_version: str, log):
                           "message": f"the twin's stand-in apiserver on {node} serves only /healthz and /version"}
                 self._send(404, json.dumps(status).encode(), "application/json")
 
-        def log_message(self, fmt: str, *args) -> None:
-            stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-            log.write(f"{stamp} {self.client_address[0]} {fmt % args}\n")
-            log.flush()
-
     return Handler
 
 
@@ -75,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k3s-version", default="")
     ap.add_argument("--log", default="-", help="log file ('-' for stderr)")
     args = ap.parse_args(argv)
-    log = sys.stderr if args.log == "-" else open(args.log, "a", encoding="utf-8")
+    log = open_log(args.log)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(args.cert, args.key)
     server = Server((args.bind, args.port), make_handler(args.node, args.k3s_version, log))

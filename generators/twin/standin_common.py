@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import signal
 import socketserver
+import sys
 import threading
-from http.server import ThreadingHTTPServer
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TextIO
 
 
@@ -35,3 +37,19 @@ def serve_until_signalled(server, log: TextIO, banner: str) -> int:
     server.serve_forever()
     server.server_close()
     return 0
+
+
+class LoggingHandler(BaseHTTPRequestHandler):
+    """One timestamped line per request to ``log_file`` (set by the subclass)."""
+
+    log_file: TextIO = sys.stderr
+
+    def log_message(self, fmt: str, *args) -> None:
+        stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        self.log_file.write(f"{stamp} {self.client_address[0]} {fmt % args}\n")
+        self.log_file.flush()
+
+
+def open_log(path: str) -> TextIO:
+    """``-`` is stderr; anything else is appended to."""
+    return sys.stderr if path == "-" else open(path, "a", encoding="utf-8")

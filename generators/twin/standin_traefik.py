@@ -9,21 +9,20 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler
 
 try:  # in the container: beside this script; in tests: the package
-    from standin_common import Server, serve_until_signalled
+    from standin_common import LoggingHandler, Server, open_log, serve_until_signalled
 except ImportError:  # pragma: no cover
-    from generators.twin.standin_common import Server, serve_until_signalled
+    from generators.twin.standin_common import LoggingHandler, Server, open_log, serve_until_signalled
 
 
 
 def make_handler(node: str, log):
     body = f"served-by: {node}\n".encode()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(LoggingHandler):
         server_version = "twin-traefik"
+        log_file = log
 
         def _answer(self, with_body: bool) -> None:
             self.send_response(200)
@@ -40,11 +39,6 @@ def make_handler(node: str, log):
         def do_HEAD(self) -> None:  # noqa: N802
             self._answer(False)
 
-        def log_message(self, fmt: str, *args) -> None:
-            stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-            log.write(f"{stamp} {self.client_address[0]} {fmt % args}\n")
-            log.flush()
-
     return Handler
 
 
@@ -55,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--node", required=True)
     ap.add_argument("--log", default="-")
     args = ap.parse_args(argv)
-    log = sys.stderr if args.log == "-" else open(args.log, "a", encoding="utf-8")
+    log = open_log(args.log)
     server = Server((args.bind, args.port), make_handler(args.node, log))
     return serve_until_signalled(server, log, f"stand-in traefik for {args.node} on http://{args.bind}:{args.port}")
 
