@@ -6,7 +6,6 @@ advertise it (and why not, when none does) is what Cilium would do with the rend
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
 from ..checks.verify import Expectation
 from ..twin import TwinPlan, plan_twin
@@ -60,7 +59,3 @@ def expectation_from_plan(plan: TwinPlan, vips_by_role: dict[str, str], apiserve
 
 def expectation_for(lab: LabRuntime) -> Expectation:
     return expectation_from_plan(twin_plan(lab), lab.vips, lab.apiserver_port, lab.dns_name)
-
-
-def pki_dir(lab: LabRuntime) -> Path:
-    return lab.paths.pki

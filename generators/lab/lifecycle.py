@@ -19,7 +19,7 @@ from ..model import Model, load_model
 from ..output import MANIFEST, write_tree
 from ..pipeline import render_model
 from . import hostnet
-from .images import ensure_images
+from .images import ensure_images, image_tag
 from .runtime import LabError, LabRuntime, lab_paths
 from .topology import bridge_port, lab_kinds
 
@@ -126,7 +126,7 @@ def lab_up(lab: LabRuntime, log: Log = print, ensure: Callable[[set[str]], None]
 
     def images() -> list[str]:
         specs = {k.role: k.image_spec(lab.model) for k in lab_kinds(lab.model)}
-        before = {s.name for s in specs.values() if not lab.engine.image_exists(_tag(s))}
+        before = {s.name for s in specs.values() if not lab.engine.image_exists(image_tag(s))}
         ensure_images(list(specs.values()), lab.engine, log)
         return [f"built image {n}" for n in sorted(before)]
 
@@ -149,12 +149,6 @@ def lab_up(lab: LabRuntime, log: Log = print, ensure: Callable[[set[str]], None]
 
     phases.run("converge", converge)
     return report
-
-
-def _tag(spec) -> str:
-    from .images import image_tag
-
-    return image_tag(spec)
 
 
 def failure_logs(lab: LabRuntime, lines: int = 15) -> list[str]:
@@ -210,16 +204,13 @@ def lab_down(name: str, log: Log = print, base: Path | None = None) -> list[str]
 
 def status(lab: LabRuntime) -> dict:
     containers = lab.running_containers()
-    out: dict = {"lab": lab.name, "containers": containers, "nodes": lab.nodes, "vips": lab.vips, "sessions": {}, "routes": {}}
+    out: dict = {"lab": lab.name, "containers": containers, "nodes": lab.nodes, "vips": lab.vips, "sessions": {}, "routes": {}, "fib": {}}
     if containers.get(lab.gateway) == "running":
-        try:
-            neighbors = lab.vtysh_json("show bgp neighbors json")
-            out["sessions"] = {ip: info.get("bgpState") for ip, info in neighbors.items() if isinstance(info, dict)}
-            from ..checks.verify import route_next_hops
+        from .converge import snapshot
 
-            for role, vip in lab.vips.items():
-                hops, _ = route_next_hops(lab.vtysh_json(f"show ip route {vip}/32 json"), f"{vip}/32")
-                out["routes"][vip] = sorted(hops)
+        try:
+            snap = snapshot(lab, list(lab.vips.values()))
+            out.update(sessions=snap["sessions"], routes=snap["next_hops"], fib=snap["fib"])
         except LabError as exc:
             out["error"] = str(exc)
     return out
