@@ -15,6 +15,8 @@ from typing import Any, Callable
 
 from .errors import MISSING, InventoryError, Problem
 from .inventory import INCLUDE_KEY, RawInventory, load_inventory
+from .readback.durations import is_proto_duration
+from .readback.frrconf import supports_n_bit
 
 ASN_MAX = 4294967295
 AS_TRANS = 23456
@@ -22,7 +24,6 @@ DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 DNS_NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
-DURATION = re.compile(r"^\d+(\.\d+)?s$")  # protobuf JSON Duration as Cilium parses CCEC resources
 K3S_VERSION = re.compile(r"^v(\d+)\.(\d+)\.(\d+)\+k3s\d+$")
 SEMVER = re.compile(r"^\d+\.\d+\.\d+$")
 FRR_VERSION = re.compile(r"^(\d+)\.(\d+)(\.\d+)?$")
@@ -47,15 +48,9 @@ class Gateway:
     peer_group: str
 
     @property
-    def frr_version_tuple(self) -> tuple[int, int]:
-        m = FRR_VERSION.match(self.frr_version)
-        assert m  # validated
-        return int(m.group(1)), int(m.group(2))
-
-    @property
     def supports_n_bit(self) -> bool:
         """FRR understands the graceful-restart notification (N) bit from 8.3 on (RFC 8538)."""
-        return self.frr_version_tuple >= (8, 3)
+        return supports_n_bit(self.frr_version) is True
 
 
 @dataclass(frozen=True)
@@ -335,7 +330,7 @@ def _as_asn(v: Any) -> int:
 
 def _as_duration(v: Any) -> str:
     s = _as_str(v)
-    if not DURATION.match(s):
+    if not is_proto_duration(s) or s.startswith("-"):
         raise ValueError("Cilium parses CCEC resources as protobuf JSON: a Duration must be seconds with an `s` suffix")
     return s
 
@@ -355,7 +350,7 @@ def _as_str_map(v: Any) -> dict:
 def _as_selector(v: Any) -> dict:
     if not isinstance(v, dict) or not set(v) <= {"matchLabels", "matchExpressions"}:
         raise ValueError("expected a Kubernetes label selector with matchLabels and/or matchExpressions")
-    from .selectors import SelectorError, selector_matches
+    from .readback.selectors import SelectorError, selector_matches
 
     try:
         selector_matches(v, {})

@@ -839,7 +839,7 @@ def validate_document(doc: Mapping, versions: SchemaVersions, cache_dir: Path | 
 
 def validate_rendered(rendered: Any, versions: SchemaVersions, *, frr: bool = True,
                       cache_dir: Path | None = None) -> dict[str, list[str]]:
-    """Every problem of a rendered directory (a :class:`generators.rendered.Rendered`), by location.
+    """Every problem of a rendered directory (a :class:`generators.readback.rendered.Rendered`), by location.
 
     Keys are ``file#index Kind/ns/name`` for documents, ``cilium/values.yaml`` and ``frr/frr.conf``;
     an empty dict means every file was accepted. For ``gen --validate``.

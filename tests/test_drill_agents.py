@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from generators.drill import probe_agent, sampler_agent
+from generators.in_container import probe_agent, sampler_agent
+from generators.readback import frrstate
 from generators.drill.samples import parse_control, parse_probe
 
 DRILL = Path(__file__).parent / "fixtures" / "drill"
@@ -196,7 +197,7 @@ def test_parse_response_and_served_by():
 def test_sampler_sample_from_vtysh_and_ip_output():
     vtysh = (DRILL / "vtysh-sample-stale.txt").read_text()
     routes = json.loads((DRILL / "ip-route.json").read_text())
-    nh = sampler_agent.nexthop_objects_from_ip(json.loads((DRILL / "ip-nexthop.json").read_text()))
+    nh = frrstate.nexthop_objects(json.loads((DRILL / "ip-nexthop.json").read_text()))
     vips = {"apiserver": "10.31.0.80", "traefik": "10.31.0.81"}
     sample = sampler_agent.build_sample(vips, vtysh, routes, nh)
     assert "errors" in sample and sample["errors"] == []

@@ -8,7 +8,7 @@ import pytest
 
 from generators.drill.analysis import FaultTimes, analyse, loss_stats, verdict_rows
 from generators.drill.bounds import BoundInputs, bounds_for
-from generators.drill.design import BgpTimers, HealthCheck
+from generators.drill.design import BgpTimers, ProxyTimers
 from generators.drill.samples import SampleError, parse_control, parse_probe
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "drill"))
@@ -30,7 +30,7 @@ def world() -> SynthWorld:
 
 def bound_inputs(hold=15.0, keepalive=5.0, restart=120.0, gr=True, nbit=False) -> BoundInputs:
     bgp = BgpTimers(hold, keepalive, 120.0, gr, restart, "test")
-    hc = HealthCheck(1.0, 1.0, 3, 1, 0.1, 5.0, 3600.0, "test")
+    hc = ProxyTimers(1.0, 1.0, 3, 1, 0.1, 5.0, 3600.0, "test")
     return BoundInputs(bgp=bgp, health=hc, gr_active=gr, n_bit=nbit, hold=hold, keepalive=keepalive, restart=restart,
                        probe_interval=PI, probe_timeout=1.0, sample_interval=SAMPLE, node_count=3)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from generators.drill import main, run_drill
-from generators.drill import probe_agent, sampler_agent
+from generators.in_container import probe_agent, sampler_agent
 from generators.drill.runner import DrillError, DrillOptions
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "drill"))

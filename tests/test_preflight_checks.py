@@ -17,7 +17,7 @@ from typing import Callable
 import pytest
 
 from generators.preflight import CHECKS
-from generators.rendered import APISERVER_BGP, CILIUM_BGP, CILIUM_VALUES, FRR_CONF, PLATFORM_VALUES
+from generators.readback.rendered import APISERVER_BGP, CILIUM_BGP, CILIUM_VALUES, FRR_CONF, PLATFORM_VALUES
 from test_preflight_seed import SEED_WARNINGS, SeedDir, seed_dir
 
 Mutation = Callable[[SeedDir], None]

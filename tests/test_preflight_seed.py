@@ -17,7 +17,7 @@ import yaml
 
 from conftest import SEED
 from generators.preflight import Report, run
-from generators.rendered import APISERVER_BGP, CILIUM_BGP, CILIUM_VALUES, FRR_CONF, PLATFORM_VALUES
+from generators.readback.rendered import APISERVER_BGP, CILIUM_BGP, CILIUM_VALUES, FRR_CONF, PLATFORM_VALUES
 
 NODES = {"cat01": "10.31.0.218", "cat02": "10.31.0.161", "cat03": "10.31.0.132"}
 SEED_WARNINGS = {"TIMER-GR-COST"}  # the seed's only true warning: hold 15 + restart 120 with an N-bit gateway

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from generators import schemas as S
-from generators.rendered import Doc, Rendered, load_rendered
+from generators.readback.rendered import Doc, Rendered, load_rendered
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "tests" / "fixtures" / "seed"

@@ -23,7 +23,7 @@ from generators.twin import plan_twin
 from test_twin_support import edit_docs, find, rendered_files, write_rendered
 
 CANDIDATES = [Path.home() / ".cache" / "k3s-bgp-lab" / "bin", Path("/tmp/gobin")]
-TWINRUN = Path(__file__).resolve().parent.parent / "generators" / "twin" / "twinrun.py"
+TWINRUN = Path(__file__).resolve().parent.parent / "generators" / "in_container" / "twinrun.py"
 
 
 def gobgp_bin(name: str) -> Path:

@@ -61,7 +61,7 @@ def test_second_run_changes_nothing(tmp_path):
 def test_standin_apiserver_serves_tls_verified_by_the_lab_ca(tmp_path):
     """Runs the stand-in on 127.0.0.1 (never a lab address) and checks TLS, /healthz and /version."""
     cert = ensure_node_cert(tmp_path / "pki", "local", ["127.0.0.1", "localhost"])
-    script = Path(__file__).resolve().parent.parent / "generators" / "twin" / "standin_apiserver.py"
+    script = Path(__file__).resolve().parent.parent / "generators" / "in_container" / "standin_apiserver.py"
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from generators.twin import plan_twin
-from generators.twin.durations import DurationError, parse_proto_duration
+from generators.readback.durations import DurationError, parse_proto_duration
 from test_twin_support import edit_docs, find, rendered_files, write_rendered
 
 APISERVER = "kube-system/kube-apiserver-bgp"

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-TWINRUN = Path(__file__).resolve().parent.parent / "generators" / "twin" / "twinrun.py"
+TWINRUN = Path(__file__).resolve().parent.parent / "generators" / "in_container" / "twinrun.py"
 
 
 def twinrun(tmp_path, *args):

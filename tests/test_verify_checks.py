@@ -10,6 +10,7 @@ import pytest
 
 from conftest import SEED, TOPOLOGY
 from generators.checks import verify
+from generators.readback import frrstate
 from generators.lab.expect import expectation_from_plan
 from generators.output import write_tree
 from generators.pipeline import render_inventory
@@ -110,9 +111,9 @@ def test_unadvertised_service_is_named_with_its_cause(tmp_path):
 
 
 def test_kernel_next_hops_reads_single_and_multipath_routes():
-    assert verify.kernel_next_hops([{"dst": "x", "gateway": "10.0.0.1"}]) == {"10.0.0.1"}
-    assert verify.kernel_next_hops(RECORDED["fib"]["10.31.0.80"]) == NODES
-    assert verify.kernel_next_hops([]) == set()
+    assert frrstate.kernel_next_hops([{"dst": "x", "gateway": "10.0.0.1"}]) == {"10.0.0.1"}
+    assert frrstate.kernel_next_hops(RECORDED["fib"]["10.31.0.80"]) == NODES
+    assert frrstate.kernel_next_hops([]) == set()
 
 
 def test_output_formats(exp):

@@ -11,7 +11,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-ESTABLISHED = "Established"
+from generators.readback.frrstate import (
+    ESTABLISHED, kernel_next_hops, needs_nexthop_objects, nexthop_objects, route_next_hops, session_states,
+)
+
 
 
 @dataclass
@@ -39,7 +42,7 @@ class Expectation:
 
 # ----------------------------------------------------------------------------- pure checks
 def check_sessions(neighbors: dict, exp: Expectation) -> CheckResult:
-    states = {ip: str(info.get("bgpState", "?")) for ip, info in neighbors.items() if isinstance(info, dict)}
+    states = session_states(neighbors)
     missing = sorted(exp.peers - set(states))
     down = sorted(ip for ip in exp.peers if states.get(ip) not in (None, ESTABLISHED))
     ok = not missing and not down
@@ -47,32 +50,6 @@ def check_sessions(neighbors: dict, exp: Expectation) -> CheckResult:
                "; ".join([*(f"{ip} ({exp.node_names.get(ip, '?')}) is {states[ip]}" for ip in down),
                           *(f"{ip} ({exp.node_names.get(ip, '?')}) is not configured on the gateway" for ip in missing)]))
     return CheckResult("bgp-sessions-established", ok, summary, {"bgpState": states})
-
-
-def route_next_hops(route_json: dict, prefix: str) -> tuple[set[str], set[str]]:
-    """(next-hops of the selected BGP route, those FRR reports installed in the FIB) from `show ip route P json`."""
-    hops, fib = set(), set()
-    for entry in route_json.get(prefix, []) or []:
-        if entry.get("protocol") != "bgp" or not entry.get("selected"):
-            continue
-        for nh in entry.get("nexthops", []):
-            if nh.get("ip") and nh.get("active"):
-                hops.add(nh["ip"])
-                if nh.get("fib"):
-                    fib.add(nh["ip"])
-    return hops, fib
-
-
-def kernel_next_hops(ip_route_json: list) -> set[str]:
-    """Next-hops from `ip -j route show PREFIX` (one gateway, or a multipath `nexthops` list)."""
-    out: set[str] = set()
-    for r in ip_route_json or []:
-        if r.get("gateway"):
-            out.add(r["gateway"])
-        for nh in r.get("nexthops", []) or []:
-            if nh.get("gateway"):
-                out.add(nh["gateway"])
-    return out
 
 
 def _names(ips: set[str] | frozenset[str], exp: Expectation) -> list[str]:
@@ -100,10 +77,11 @@ def check_bgp_next_hops(vip: str, route_json: dict, exp: Expectation) -> CheckRe
     return CheckResult(f"bgp-next-hops:{role}", ok, summary, {"frr": sorted(hops), "expected": sorted(want), "route": route_json})
 
 
-def check_fib(vip: str, route_json: dict, ip_route_json: list, exp: Expectation) -> CheckResult:
+def check_fib(vip: str, route_json: dict, ip_route_json: list, exp: Expectation,
+              nexthop_objects: dict[int, list[str]] | None = None) -> CheckResult:
     role = exp.intended.get(vip, vip)
     _, frr_fib = route_next_hops(route_json, f"{vip}/32")
-    kernel = kernel_next_hops(ip_route_json)
+    kernel = kernel_next_hops(ip_route_json, objects=nexthop_objects)
     want = set(exp.next_hops.get(vip, frozenset()))
     ok = kernel == want and frr_fib == want
     summary = (f"kernel FIB {vip} via {len(kernel)} next-hops" if ok else
@@ -145,10 +123,17 @@ def check_http_spread(answers: list[dict], exp: Expectation) -> CheckResult:
 
 
 # ----------------------------------------------------------------------------- collection
-class Lab(Protocol):
-    client: str
-    gateway: str
-    ca_path_in_client: str
+class LabTarget(Protocol):
+    """What verify needs of a running lab; the drill's ``Lab`` extends it with the fault primitives."""
+
+    @property
+    def client(self) -> str: ...
+
+    @property
+    def gateway(self) -> str: ...
+
+    @property
+    def ca_path_in_client(self) -> str: ...
 
     def exec(self, node: str, argv: list[str], timeout: float = 30) -> Any: ...
 
@@ -183,14 +168,20 @@ print(json.dumps(out))
 '''
 
 
-def _client_probe(lab: Lab, args: list[str], timeout: float) -> list[dict]:
+def gateway_nexthop_objects(lab: LabTarget) -> dict[int, list[str]]:
+    """The gateway kernel's nexthop objects (``ip -j nexthop show``), for routes that name only an ``nhid``."""
+    res = lab.exec(lab.gateway, ["ip", "-j", "nexthop", "show"])
+    return nexthop_objects(json.loads(res.stdout or "[]")) if res.exit_code == 0 else {}
+
+
+def _client_probe(lab: LabTarget, args: list[str], timeout: float) -> list[dict]:
     res = lab.exec(lab.client, ["python3", "-c", PROBE, *args], timeout=timeout)
     if res.exit_code != 0:
         return [{"ok": False, "error": f"probe exited {res.exit_code}: {res.stderr.strip()[-300:]}", "url": args[0]}]
     return json.loads(res.stdout)
 
 
-def collect(lab: Lab, exp: Expectation, http_attempts: int = 30) -> dict:
+def collect(lab: LabTarget, exp: Expectation, http_attempts: int = 30) -> dict:
     vips = sorted(exp.intended)
     obs: dict[str, Any] = {
         "neighbors": lab.vtysh_json("show bgp neighbors json"),
@@ -201,6 +192,7 @@ def collect(lab: Lab, exp: Expectation, http_attempts: int = 30) -> dict:
     for vip in vips:
         res = lab.exec(lab.gateway, ["ip", "-j", "route", "show", f"{vip}/32"])
         obs["fib"][vip] = json.loads(res.stdout or "[]") if res.exit_code == 0 else []
+    obs["nexthops"] = gateway_nexthop_objects(lab) if any(needs_nexthop_objects(r) for r in obs["fib"].values()) else {}
     obs["tls"] = _client_probe(lab, ["tls", lab.ca_path_in_client, str(exp.apiserver_port), exp.apiserver_vip, exp.dns_name], 30)
     obs["http"] = _client_probe(lab, ["http", exp.traefik_vip, str(http_attempts)], 20 + 3 * http_attempts)
     return obs
@@ -211,7 +203,7 @@ def run_checks(obs: dict, exp: Expectation) -> list[CheckResult]:
     for vip in sorted(exp.intended):
         results.append(check_design_advertises(vip, exp))
         results.append(check_bgp_next_hops(vip, obs["routes"][vip], exp))
-        results.append(check_fib(vip, obs["routes"][vip], obs["fib"][vip], exp))
+        results.append(check_fib(vip, obs["routes"][vip], obs["fib"][vip], exp, obs.get("nexthops")))
     results.append(check_received_prefixes(obs["bgp_table"], exp))
     results.append(check_tls(obs["tls"], exp))
     if exp.next_hops.get(exp.traefik_vip):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from generators.drill.design import BgpTimers, HealthCheck
+from generators.drill.design import BgpTimers, ProxyTimers
 from generators.drill.gateway import GatewayFacts
 
 # Linux SYN retransmissions (tcp_syn_retries = 6, initial RTO 1 s): sends at these offsets.
@@ -71,7 +71,7 @@ class Bound:
 @dataclass(frozen=True)
 class BoundInputs:
     bgp: BgpTimers
-    health: HealthCheck | None
+    health: ProxyTimers | None
     gr_active: bool  # GR capability both ways between FRR and the node's speaker
     n_bit: bool  # N-bit negotiated (both sides)
     hold: float  # negotiated hold time
@@ -137,7 +137,7 @@ def hc_detect_high(inp: BoundInputs, silent: bool = False) -> float | None:
     return first + hc.unhealthy_threshold * per_check + (0.0 if silent else hc.timeout) + inp.tolerance
 
 
-def hc_reason(hc: HealthCheck, silent: bool = False) -> str:
+def hc_reason(hc: ProxyTimers, silent: bool = False) -> str:
     each = f"each failing at its {hc.timeout:g} s timeout" if silent else "each refused at once (or up to the timeout)"
     return (f"health checks mark a backend unhealthy after {hc.unhealthy_threshold} failed checks every "
             f"{hc.interval:g} s (+ up to {hc.interval_jitter:g} s jitter), {each}")
@@ -329,7 +329,7 @@ def recovery_deadline(scenario: str, inp: BoundInputs, margin: float) -> float:
     return (high or 30.0) * margin + 5.0
 
 
-def inputs_from(design_bgp: BgpTimers, health: HealthCheck | None, facts: GatewayFacts | None, node_ip: str | None,
+def inputs_from(design_bgp: BgpTimers, health: ProxyTimers | None, facts: GatewayFacts | None, node_ip: str | None,
                 *, probe_interval: float, probe_timeout: float, sample_interval: float, node_count: int,
                 speaker_version: str = "3.37.0") -> BoundInputs:
     """Rendered timers, overridden by what FRR reports it negotiated with ``node_ip`` (when known)."""

@@ -11,7 +11,7 @@ from typing import Callable
 from generators.drill.design import DesignError
 from generators.drill.gateway import GatewayError
 from generators.drill.lab_api import Lab
-from generators.rendered import RenderedError
+from generators.readback.rendered import RenderedError
 from generators.drill.runner import DrillError, DrillOptions, DrillResult, run_drill
 from generators.drill.scenarios import ALL, resolve
 

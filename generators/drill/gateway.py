@@ -1,17 +1,9 @@
 """What the gateway's FRR negotiated with each speaker: the N-bit, restart time, hold time.
 
-Key names are FRR 8.4's (``bgpd/bgp_vty.c``, ``show bgp neighbors json``):
-
-- ``gracefulRestartInfo.nBit`` -- the N-bit (RFC 8538 "Notification" flag) *received* from the peer;
-  FRR fills it only while the session is Established and GR capability went both ways. FRR itself
-  sends the N-bit when ``bgp graceful-restart notification`` is on, which is the default from 8.3
-  (``no bgp graceful-restart notification`` turns it off). The N-bit is *negotiated* when both hold.
-  FRR before 8.3 has no ``nBit`` key at all and never sends it.
-- ``gracefulRestartInfo.timers.receivedRestartTimer`` -- the restart time the peer advertised, which
-  is what FRR keeps stale routes for as helper.
-- ``neighborCapabilities.gracefulRestart == "advertisedAndReceived"`` -- GR capability both ways.
-- ``bgpTimerHoldTimeMsecs`` / ``bgpTimerKeepAliveIntervalMsecs`` -- negotiated timers.
-- ``connectRetryTimer`` -- FRR's own connect-retry time (seconds; default 120).
+The neighbor fields are read by ``generators.readback.frrstate`` (FRR 8.4's key names are listed there).
+FRR itself sends the N-bit when ``bgp graceful-restart notification`` is on, which is the default from
+8.3 (``no bgp graceful-restart notification`` turns it off). The N-bit is *negotiated* when FRR sends it,
+the GR capability went both ways, and the peer's N-bit was received.
 """
 from __future__ import annotations
 
@@ -20,32 +12,19 @@ import re
 from dataclasses import dataclass, field
 
 from generators.drill.lab_api import Lab
+from generators.errors import LabToolError
+from generators.readback.frrconf import supports_n_bit
+from generators.readback.frrstate import Neighbor, frr_version_from_show_version, neighbors
 
-FRR_VERSION = re.compile(r"FRRouting\s+(\d+)\.(\d+)(?:\.(\d+))?")
-N_BIT_SINCE = (8, 3)
-
-
-class GatewayError(RuntimeError):
+class GatewayError(LabToolError):
     """The gateway's FRR could not be read."""
-
-
-@dataclass(frozen=True)
-class PeerFacts:
-    ip: str
-    state: str
-    gr_both_ways: bool
-    n_bit_received: bool
-    received_restart_time: int | None
-    hold_time: float | None  # negotiated, seconds
-    keepalive: float | None
-    connect_retry: int | None
 
 
 @dataclass(frozen=True)
 class GatewayFacts:
     frr_version: tuple[int, int, int] | None
     sends_n_bit: bool  # FRR advertises the N-bit itself
-    peers: dict[str, PeerFacts] = field(default_factory=dict)
+    peers: dict[str, Neighbor] = field(default_factory=dict)
 
     def n_bit_negotiated(self, ip: str) -> bool:
         peer = self.peers.get(ip)
@@ -59,48 +38,20 @@ class GatewayFacts:
         }
 
 
-def parse_frr_version(show_version: str) -> tuple[int, int, int] | None:
-    m = FRR_VERSION.search(show_version or "")
-    if not m:
-        return None
-    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
-
-
 def frr_sends_n_bit(version: tuple[int, int, int] | None, running_config: str) -> bool:
-    if version is None or version[:2] < N_BIT_SINCE:
+    if not supports_n_bit(version):
         return False
     return not re.search(r"^\s*no bgp graceful-restart notification\s*$", running_config or "", re.MULTILINE)
 
 
-def _seconds(msecs: object) -> float | None:
-    return float(msecs) / 1000.0 if isinstance(msecs, (int, float)) else None
-
-
-def parse_peer(ip: str, doc: dict) -> PeerFacts:
-    gri = doc.get("gracefulRestartInfo") or {}
-    caps = doc.get("neighborCapabilities") or {}
-    timers = gri.get("timers") or {}
-    restart = timers.get("receivedRestartTimer")
-    return PeerFacts(
-        ip=ip,
-        state=str(doc.get("bgpState", "")),
-        gr_both_ways=caps.get("gracefulRestart") == "advertisedAndReceived",
-        n_bit_received=bool(gri.get("nBit", False)),
-        received_restart_time=int(restart) if isinstance(restart, (int, float)) else None,
-        hold_time=_seconds(doc.get("bgpTimerHoldTimeMsecs")),
-        keepalive=_seconds(doc.get("bgpTimerKeepAliveIntervalMsecs")),
-        connect_retry=int(doc["connectRetryTimer"]) if isinstance(doc.get("connectRetryTimer"), int) else None,
-    )
-
-
 def parse_gateway_facts(neighbors_json: str, show_version: str, running_config: str) -> GatewayFacts:
     try:
-        neighbors = json.loads(neighbors_json) if neighbors_json.strip() else {}
+        doc = json.loads(neighbors_json) if neighbors_json.strip() else {}
     except json.JSONDecodeError as exc:
         raise GatewayError(f"'show bgp neighbors json' is not JSON: {exc}") from exc
-    version = parse_frr_version(show_version)
-    peers = {ip: parse_peer(ip, doc) for ip, doc in neighbors.items() if isinstance(doc, dict) and "bgpState" in doc}
-    return GatewayFacts(frr_version=version, sends_n_bit=frr_sends_n_bit(version, running_config), peers=peers)
+    version = frr_version_from_show_version(show_version)
+    return GatewayFacts(frr_version=version, sends_n_bit=frr_sends_n_bit(version, running_config),
+                        peers=neighbors(doc))
 
 
 def _vtysh(lab: Lab, command: str) -> str:

@@ -1,19 +1,20 @@
-"""What the drill needs from a running lab (implemented by the lab runtime, ``generators/lab``).
+"""What the drill needs from a running lab (implemented by ``generators.lab.faults.LabFaults``).
 
-The drill codes against these Protocols only; it never talks to Docker itself. Every probe of a
-lab address runs inside a lab container through ``exec``/``exec_background``.
+The drill codes against this Protocol only; it never talks to Docker itself. Every probe of a lab
+address runs inside a lab container through ``exec``/``exec_background``. It extends the Protocol
+``verify`` uses (``generators.checks.verify.LabTarget``): one lab interface, not two.
 
 Fault primitives, and which behaviour the drill relies on:
 
-- ``link_down(node)`` / ``link_up(node)``: a silent power loss. Drop every frame on the node's lab
-  interface in both directions *inside the node* (``tc`` ingress+egress ``matchall action drop``),
-  with no RST, no ICMP, no FIN, no BGP NOTIFICATION. Not ``docker pause``: a paused container's
-  kernel still ACKs TCP and completes handshakes into listen backlogs, so the gateway and the probe
-  would see a half-alive node, not a dead one. Not ``ip link set down`` either: the node's routes
+- ``link_down(node)`` / ``link_up(node)``: a silent power loss. Every packet in and out of the node's
+  lab interface is dropped *inside the node* with iptables (this kernel has no tc classifiers; see
+  docs/FACTS.md), with no RST, no ICMP, no FIN, no BGP NOTIFICATION. Not ``docker pause``: a paused
+  container's kernel still ACKs TCP and completes handshakes into listen backlogs, so the gateway and the
+  probe would see a half-alive node, not a dead one. Not ``ip link set down`` either: the node's routes
   (default via the gateway) would not come back with the link.
 - ``signal_speaker(node, sig)``: send ``sig`` (e.g. ``signal.SIGKILL``) to the node's BGP speaker.
-- ``start_speaker(node)`` / ``stop_speaker_graceful(node)``: start it / stop it cleanly (the speaker
-  sends its Cease the way a drained node or a rolling agent restart does).
+- ``start_speaker(node)`` / ``stop_speaker_graceful(node)``: start it / stop it the way a drained node or
+  a rolling agent restart does (what goes on the wire then is the fidelity's: see ``speaker_stop``).
 - ``stop_apiserver(node)`` / ``start_apiserver(node)``: only the node's apiserver (BGP stays up).
 - ``restart_gateway_frr()``: restart FRR on ``ucg`` and return once its daemons run again.
 - ``verify()``: the ``invoke verify`` checks; True when all pass.
@@ -22,6 +23,8 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Protocol, runtime_checkable
+
+from generators.checks.verify import LabTarget
 
 
 @runtime_checkable
@@ -37,7 +40,7 @@ class ExecResult(Protocol):
 
 
 @runtime_checkable
-class Lab(Protocol):
+class Lab(LabTarget, Protocol):
     """A running lab. Node names: ``"ucg"`` (FRR gateway), ``"client"``, and the cluster nodes."""
 
     @property
@@ -58,12 +61,10 @@ class Lab(Protocol):
     def dns_name(self) -> str: ...
 
     @property
-    def ca_path_in_client(self) -> str: ...
-
-    @property
     def rendered_dir(self) -> Path: ...
 
-    def exec(self, node: str, argv: list[str], timeout: float = 30) -> ExecResult: ...
+    @property
+    def fidelity(self) -> str: ...
 
     def exec_background(self, node: str, argv: list[str]) -> None: ...
 

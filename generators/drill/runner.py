@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from generators.drill import analysis as an_mod
+from generators.in_container import DIR as AGENT_DIR
+from generators.readback import frrstate
 from generators.drill.analysis import Analysis, FaultTimes, Row
 from generators.drill.bounds import BoundInputs, ScenarioBounds, bounds_for, fault_deadline, inputs_from, recovery_deadline
 from generators.drill.design import Design, load_design
@@ -26,7 +28,6 @@ from generators.drill.lab_api import Lab
 from generators.drill.samples import ControlRun, ProbeRun, parse_control, parse_probe
 from generators.drill.scenarios import SCENARIOS, FaultLedger, Scenario
 
-AGENT_DIR = Path(__file__).resolve().parent
 LAB_WORKDIR = "/tmp/drill"
 PYTHON = "python3"
 
@@ -199,6 +200,7 @@ def start_agents(ctx: _Ctx, paths: AgentPaths, max_duration: float) -> None:
     for node, script, source in (("client", paths.probe_script, "probe_agent.py"), ("ucg", paths.sampler_script, "sampler_agent.py")):
         lab.put_file(node, f"{paths.run_dir}/agent_common.py", common, 0o644)
         lab.put_file(node, script, (AGENT_DIR / source).read_bytes(), 0o755)
+    lab.put_file("ucg", f"{paths.run_dir}/frrstate.py", Path(frrstate.__file__).read_bytes(), 0o644)
     lab.exec_background("ucg", sampler_argv(lab, paths, ctx.opts, max_duration))
     lab.exec_background("client", probe_argv(lab, paths, ctx.opts, max_duration))
     ctx.event("probe and sampler started")

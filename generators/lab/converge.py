@@ -5,7 +5,8 @@ import json
 import time
 from typing import Callable
 
-from ..checks.verify import ESTABLISHED, kernel_next_hops, route_next_hops
+from ..checks.verify import gateway_nexthop_objects
+from ..readback.frrstate import ESTABLISHED, kernel_next_hops, needs_nexthop_objects, route_next_hops, session_states
 from .expect import expectation_for
 from .runtime import LabError, LabRuntime
 
@@ -14,12 +15,14 @@ POLL_S = 0.25
 
 def snapshot(lab: LabRuntime, vips: list[str]) -> dict:
     neighbors = lab.vtysh_json("show bgp neighbors json")
-    sessions = {ip: str(i.get("bgpState")) for ip, i in neighbors.items() if isinstance(i, dict)}
+    sessions = session_states(neighbors)
     hops, fib = {}, {}
     for vip in vips:
         hops[vip] = sorted(route_next_hops(lab.vtysh_json(f"show ip route {vip}/32 json"), f"{vip}/32")[0])
         res = lab.exec(lab.gateway, ["ip", "-j", "route", "show", f"{vip}/32"])
-        fib[vip] = sorted(kernel_next_hops(json.loads(res.stdout or "[]"))) if res.exit_code == 0 else []
+        routes = json.loads(res.stdout or "[]") if res.exit_code == 0 else []
+        objects = gateway_nexthop_objects(lab) if needs_nexthop_objects(routes) else None
+        fib[vip] = sorted(kernel_next_hops(routes, objects=objects))
     return {"sessions": sessions, "next_hops": hops, "fib": fib}
 
 

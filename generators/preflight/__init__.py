@@ -1,7 +1,7 @@
 """Preflight: prove the design's pitfalls and inconsistencies from the rendered files, before the rack.
 
 It reads a rendered directory (``invoke gen`` output, or a user's own files in the same layout)
-through :mod:`generators.rendered` and :mod:`generators.frrconf`; it never looks at our
+through :mod:`generators.readback.rendered` and :mod:`generators.readback.frrconf`; it never looks at our
 inventory model and needs no Docker. Every check has a stable id and severity: see
 :data:`generators.preflight.findings.CHECKS` and README.md.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from generators.rendered import Rendered, load_rendered
+from generators.readback.rendered import Rendered, load_rendered
 
 from . import checks_addresses, checks_bgp, checks_envoy, checks_gateway, checks_input, checks_k3s, checks_timers
 from .context import build_context
@@ -23,7 +23,7 @@ def run(dir_or_rendered: str | Path | Rendered, *, frr_version: str | None = Non
 
     ``frr_version`` is the gateway's FRR version (e.g. ``"8.4.4"``); without it a ``frr version``
     line in frr/frr.conf is used, and when neither exists N-bit support is assumed (and said).
-    Raises :class:`generators.rendered.RenderedError` when a file cannot be read at all.
+    Raises :class:`generators.readback.rendered.RenderedError` when a file cannot be read at all.
     """
     rendered = dir_or_rendered if isinstance(dir_or_rendered, Rendered) else load_rendered(dir_or_rendered)
     ctx = build_context(rendered, frr_version)

@@ -1,59 +1,24 @@
 """Addresses: pinned VIPs against pools, pools against nodes, the apiserver VIP against tls-san and its EndpointSlice."""
 from __future__ import annotations
 
-import ipaddress
-from dataclasses import dataclass
-
-from generators.rendered import Doc
+from generators.readback.cilium import Pool, PoolBlock
+from generators.readback.rendered import Doc
 
 from .context import DNS_ANNOTATION, SHARING_KEY, Context, Service, selector_state
-from .values import as_bool, as_dict, as_ip, as_list, as_seq
+from generators.readback.values import as_bool, as_dict, as_ip, as_list, as_seq
 
 APISERVER_PORT = 6443
 
 
-@dataclass
-class Block:
-    pool: Doc
-    path: str
-    first: ipaddress.IPv4Address | ipaddress.IPv6Address
-    last: ipaddress.IPv4Address | ipaddress.IPv6Address
-    network: ipaddress.IPv4Network | ipaddress.IPv6Network | None  # for cidr blocks
-
-    def contains(self, address: str) -> bool:
-        ip = as_ip(address)
-        return ip is not None and ip.version == self.first.version and self.first <= ip <= self.last
-
-    @property
-    def text(self) -> str:
-        return str(self.network) if self.network else f"{self.first}-{self.last}"
-
-
-def _blocks(pool: Doc) -> list[Block]:
-    out = []
-    spec = pool.spec
-    for field in ("blocks", "cidrs"):  # `cidrs` is the pre-1.15 name
-        for i, block in enumerate(as_seq(spec.get(field))):
-            block = as_dict(block)
-            path = f"spec.{field}[{i}]"
-            if block.get("cidr"):
-                try:
-                    net = ipaddress.ip_network(str(block["cidr"]).strip(), strict=False)
-                except ValueError:
-                    continue
-                out.append(Block(pool, f"{path}.cidr", net.network_address, net.broadcast_address, net))
-            elif block.get("start"):
-                first, last = as_ip(block["start"]), as_ip(block.get("stop") or block["start"])
-                if first is not None and last is not None:
-                    out.append(Block(pool, f"{path}.start", first, last, None))
-    return out
+def _blocks(pool: Doc) -> list[PoolBlock]:
+    return list(Pool.from_doc(pool).blocks)
 
 
 def _pool_serves(pool: Doc, svc: Service) -> bool:
     if as_bool(pool.spec.get("disabled")) is True:
         return False
     selector = pool.spec.get("serviceSelector")
-    return selector is None or selector_state(selector, svc.selector_labels) is not False
+    return selector is None or selector_state(selector, svc.bgp_labels()) is not False
 
 
 def _allows_first_last(pool: Doc) -> bool:
@@ -76,7 +41,7 @@ def check_vips(ctx: Context) -> None:
             _check_duplicate(ctx, svc, vip.address, vip.path, seen)
 
 
-def _check_vip_in_pool(ctx: Context, svc: Service, address: str, path: str, blocks: list[Block]) -> None:
+def _check_vip_in_pool(ctx: Context, svc: Service, address: str, path: str, blocks: list[PoolBlock]) -> None:
     containing = [b for b in blocks if b.contains(address)]
     if not containing:
         ranges = ", ".join(b.text for b in blocks) or "none"
@@ -128,7 +93,7 @@ def check_pool_overlap(ctx: Context) -> None:
 
 def apiserver_services(ctx: Context) -> list[Service]:
     """LoadBalancer Services that expose the apiserver port (the seed's kube-apiserver-bgp)."""
-    return [s for s in ctx.services if s.type == "LoadBalancer" and APISERVER_PORT in s.ports()]
+    return [s for s in ctx.services if s.type == "LoadBalancer" and APISERVER_PORT in s.port_numbers()]
 
 
 def check_tls_san(ctx: Context) -> None:

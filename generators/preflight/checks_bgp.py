@@ -1,10 +1,11 @@
 """BGP wiring inside the cluster: Pool -> ClusterConfig -> PeerConfig -> Advertisement -> Service labels."""
 from __future__ import annotations
 
-from generators.selectors import describe_selector
+from generators.readback.cilium import AdvertEntry, Advertisement, ClusterConfig
+from generators.readback.selectors import describe_selector
 
 from .context import BGP_KINDS, CILIUM_DOC, CILIUM_VALUES, Context, selector_state
-from .values import as_dict, as_seq
+from generators.readback.values import as_dict, as_seq
 
 
 def check_control_plane(ctx: Context) -> None:
@@ -20,16 +21,12 @@ def check_control_plane(ctx: Context) -> None:
             "set bgpControlPlane.enabled: true")
 
 
-def _service_advertisements(ctx: Context) -> list[tuple[str, dict]]:
+def _service_advertisements(ctx: Context) -> list[tuple[str, AdvertEntry]]:
     out = []
     for doc in ctx.of_kind("CiliumBGPAdvertisement"):
-        for adv in as_seq(doc.spec.get("advertisements")):
-            adv = as_dict(adv)
-            if str(adv.get("advertisementType", "")) != "Service":
-                continue
-            addresses = [str(a) for a in as_seq(as_dict(adv.get("service")).get("addresses"))]
-            if "LoadBalancerIP" in addresses:
-                out.append((doc.ref, adv))
+        for entry in Advertisement.from_doc(doc).entries:
+            if entry.type == "Service" and "LoadBalancerIP" in entry.service_addresses:
+                out.append((doc.ref, entry))
     return out
 
 
@@ -40,10 +37,10 @@ def check_services_advertised(ctx: Context) -> None:
     for svc in ctx.services:
         if svc.type != "LoadBalancer":
             continue
-        states = [selector_state(adv.get("selector"), svc.selector_labels) for _, adv in advertisements]
+        states = [selector_state(entry.raw_selector, svc.bgp_labels()) for _, entry in advertisements]
         if any(s is not False for s in states):
             continue  # selected, or a selector we cannot evaluate (K8S-SELECTOR-INVALID reports it)
-        tried = "; ".join(f"{ref}: {describe_selector(adv.get('selector'))}" for ref, adv in advertisements)
+        tried = "; ".join(f"{ref}: {describe_selector(entry.selector)}" for ref, entry in advertisements)
         ctx.add("BGP-SERVICE-NOT-ADVERTISED", svc.file, svc.document, f"{svc.path_prefix or 'metadata.'}labels",
                 f"no CiliumBGPAdvertisement of type Service with LoadBalancerIP selects this LoadBalancer Service "
                 f"(labels {svc.labels or '{}'}; selectors: {tried or 'none'}): it gets an IP, but the IP never "
@@ -73,14 +70,13 @@ def check_peer_configs(ctx: Context) -> None:
 def check_peer_config_refs(ctx: Context) -> None:
     names = {d.name for d in ctx.of_kind("CiliumBGPPeerConfig")}
     for doc in ctx.of_kind("CiliumBGPClusterConfig"):
-        for i, instance in enumerate(as_seq(doc.spec.get("bgpInstances"))):
-            for j, peer in enumerate(as_seq(as_dict(instance).get("peers"))):
-                ref = as_dict(as_dict(peer).get("peerConfigRef")).get("name")
+        for instance in ClusterConfig.from_doc(doc).instances:
+            for peer in instance.peers:
+                ref = peer.config_ref
                 if ref is None or str(ref) in names:
                     continue
-                ctx.add("BGP-PEERCONFIG-MISSING", doc.file, doc.ref,
-                        f"spec.bgpInstances[{i}].peers[{j}].peerConfigRef.name",
-                        f"peer {as_dict(peer).get('name', j)!r} references CiliumBGPPeerConfig {ref!r}, which is not "
+                ctx.add("BGP-PEERCONFIG-MISSING", doc.file, doc.ref, f"{peer.path}.peerConfigRef.name",
+                        f"peer {peer.name!r} references CiliumBGPPeerConfig {ref!r}, which is not "
                         f"in the files (there are: {', '.join(sorted(names)) or 'none'}): Cilium marks the "
                         "ClusterConfig MissingPeerConfigs and the peer runs without the intended timers, graceful "
                         "restart and advertisement selectors, so nothing intended is advertised.",

@@ -3,20 +3,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from generators.frrconf import Neighbor, RouterBgp
-from generators.rendered import Doc
+from generators.readback.cilium import ClusterConfig, Instance as CiliumInstance, Peer
+from generators.readback.frrconf import Neighbor, RouterBgp
+from generators.readback.rendered import Doc
 
 from .context import EBGP_REQUIRES_POLICY_SINCE, FRR_CONF, Context, Node, selector_state
-from .values import as_dict, as_int, as_seq
+from generators.readback.values import as_int
 
 
 @dataclass
 class Instance:
     doc: Doc
-    index: int
-    local_asn: int | None
-    peers: list[tuple[int, dict]]
+    instance: CiliumInstance
     selector: object
+
+    @property
+    def local_asn(self) -> int | None:
+        return self.instance.local_asn
+
+    @property
+    def peers(self) -> tuple[Peer, ...]:
+        return self.instance.peers
 
     def selects(self, node: Node) -> bool:
         return self.selector is None or selector_state(self.selector, node.labels) is True
@@ -25,11 +32,8 @@ class Instance:
 def _instances(ctx: Context) -> list[Instance]:
     out = []
     for doc in ctx.of_kind("CiliumBGPClusterConfig"):
-        selector = doc.spec.get("nodeSelector")
-        for i, instance in enumerate(as_seq(doc.spec.get("bgpInstances"))):
-            instance = as_dict(instance)
-            peers = [(j, as_dict(p)) for j, p in enumerate(as_seq(instance.get("peers")))]
-            out.append(Instance(doc, i, as_int(instance.get("localASN")), peers, selector))
+        config = ClusterConfig.from_doc(doc)
+        out += [Instance(doc, inst, doc.spec.get("nodeSelector")) for inst in config.instances]
     return out
 
 
@@ -43,7 +47,7 @@ def _node_asns(ctx: Context, instances: list[Instance]) -> dict[str, set[int]]:
     out: dict[str, set[int]] = {}
     for node in ctx.nodes:
         chosen = [i for i in instances if i.selects(node)]
-        towards_gw = [i for i in chosen if any(str(p.get("peerAddress", "")) == gw for _, p in i.peers)]
+        towards_gw = [i for i in chosen if any(p.address == gw for p in i.peers)]
         out[node.name] = {i.local_asn for i in (towards_gw or chosen) if i.local_asn is not None}
     return out
 
@@ -100,24 +104,22 @@ def check_remote_as(ctx: Context, router: RouterBgp, instances: list[Instance]) 
 def check_peer_asn_and_address(ctx: Context, router: RouterBgp, instances: list[Instance]) -> None:
     gw = ctx.gateway_address
     for inst in instances:
-        for j, peer in inst.peers:
-            base = f"spec.bgpInstances[{inst.index}].peers[{j}]"
-            if str(peer.get("peerAddress", "")) != gw or gw is None:
+        for peer in inst.peers:
+            if peer.address != gw or gw is None:
                 continue
-            asn = as_int(peer.get("peerASN"))
+            asn = peer.asn
             if asn and str(asn) != router.asn:
-                ctx.add("GW-PEER-ASN", inst.doc.file, inst.doc.ref, f"{base}.peerASN",
+                ctx.add("GW-PEER-ASN", inst.doc.file, inst.doc.ref, f"{peer.path}.peerASN",
                         f"peerASN is {asn}, but the gateway runs `router bgp {router.asn}` (frr.conf line "
                         f"{router.line}): GoBGP rejects the gateway's OPEN (Bad Peer AS) on every node.",
                         f"set peerASN: {router.asn}")
         if gw is None or not inst.peers:
             continue
-        if any(str(p.get("peerAddress", "")) == gw or "autoDiscovery" in p for _, p in inst.peers):
+        if any(p.address == gw or p.auto_discovery for p in inst.peers):
             continue
-        for j, peer in inst.peers:
-            ctx.add("GW-PEER-ADDRESS", inst.doc.file, inst.doc.ref,
-                    f"spec.bgpInstances[{inst.index}].peers[{j}].peerAddress",
-                    f"peerAddress is {peer.get('peerAddress')!r}, but the gateway's address (bgp router-id, frr.conf "
+        for peer in inst.peers:
+            ctx.add("GW-PEER-ADDRESS", inst.doc.file, inst.doc.ref, f"{peer.path}.peerAddress",
+                    f"peerAddress is {peer.address!r}, but the gateway's address (bgp router-id, frr.conf "
                     f"line {router.router_id.line if router.router_id else '?'}) is {gw}: the nodes connect to an "
                     "address where no BGP speaker for them listens; the sessions stay Active.",
                     f'set peerAddress: "{gw}"')

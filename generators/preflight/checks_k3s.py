@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from .context import Context, Node
-from .values import as_bool, as_list
+from generators.readback.values import as_bool, as_list
 
 # k3s refuses a join when one of these differs from the cluster's (CriticalControlArgs in k3s),
 # with the k3s default used when the key is absent.

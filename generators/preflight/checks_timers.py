@@ -1,24 +1,19 @@
 """BGP timers and what graceful restart costs when a node is lost silently (measured: FACTS.md)."""
 from __future__ import annotations
 
-from generators.frrconf import RouterBgp
+from generators.readback.cilium import PeerConfig
+from generators.readback.frrconf import RouterBgp
 
-from .context import N_BIT_SINCE, Context
-from .values import as_bool, as_dict, as_int
+from .context import NBIT_SINCE, Context
 
-# Cilium CRD defaults (FACTS.md).
-DEFAULT_HOLD = 90
-DEFAULT_KEEPALIVE = 30
-DEFAULT_RESTART = 120
 # FRR's default hold time per `frr defaults` profile.
 FRR_DEFAULT_HOLD = {"traditional": 180, "datacenter": 9}
 
 
 def check_timers(ctx: Context) -> None:
     for doc in ctx.of_kind("CiliumBGPPeerConfig"):
-        timers = as_dict(doc.spec.get("timers"))
-        hold = as_int(timers.get("holdTimeSeconds", DEFAULT_HOLD))
-        keepalive = as_int(timers.get("keepAliveTimeSeconds", DEFAULT_KEEPALIVE))
+        config = PeerConfig.from_doc(doc)
+        hold, keepalive = config.hold, config.keepalive
         if hold is None or keepalive is None:
             continue
         if hold < 3:
@@ -79,16 +74,15 @@ def _n_bit_off(router: RouterBgp | None) -> bool:
 
 def check_graceful_restart_cost(ctx: Context) -> None:
     router = ctx.router
-    supports = ctx.frr_at_least(N_BIT_SINCE)
+    supports = ctx.frr_at_least(NBIT_SINCE)
     if supports is False or _helper_disabled(router, ctx) or _n_bit_off(router):
         return
     gw_hold = _gateway_hold(ctx, router)
     for doc in ctx.of_kind("CiliumBGPPeerConfig"):
-        gr = as_dict(doc.spec.get("gracefulRestart"))
-        if as_bool(gr.get("enabled")) is not True:
+        config = PeerConfig.from_doc(doc)
+        if not config.gr_enabled:
             continue
-        restart = as_int(gr.get("restartTimeSeconds", DEFAULT_RESTART))
-        hold = as_int(as_dict(doc.spec.get("timers")).get("holdTimeSeconds", DEFAULT_HOLD))
+        restart, hold = config.restart_time, config.hold
         if restart is None or hold is None:
             continue
         if gw_hold is not None:

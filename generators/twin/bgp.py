@@ -21,33 +21,17 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from generators.rendered import Doc, Rendered
-from generators.selectors import SelectorError, describe_selector, selector_matches
+from generators.readback.cilium import (
+    BGP_LB_CLASS, CRD_CONNECT_RETRY, CRD_EBGP_MULTIHOP, CRD_HOLD, CRD_KEEPALIVE, CRD_PEER_PORT, CRD_RESTART,
+    AdvertEntry, Advertisement as AdvertisementDoc, Bgp, ClusterConfig, Family, Peer,
+)
+from generators.readback.k3s import K3sNode
+from generators.readback.selectors import SelectorError, describe_selector, selector_matches
+from generators.readback.services import Service
 
 from .lbipam import Allocation
-from .nodes import NodeInfo
-from .services import ServiceInfo
 
-DEFAULT_CONNECT_RETRY = 120
-DEFAULT_HOLD = 90
-DEFAULT_KEEPALIVE = 30
-DEFAULT_RESTART = 120
-DEFAULT_EBGP_MULTIHOP = 1
-DEFAULT_PEER_PORT = 179
 IDLE_HOLD_AFTER_RESET = 5
-DEFAULT_FAMILIES = (("ipv6", "unicast"), ("ipv4", "unicast"))
-BGP_LB_CLASS = "io.cilium/bgp-control-plane"
-
-
-@dataclass(frozen=True)
-class Family:
-    afi: str
-    safi: str
-    advertisements: dict | None = None  # label selector over CiliumBGPAdvertisement labels
-
-    @property
-    def name(self) -> str:
-        return f"{self.afi}/{self.safi}"
 
 
 @dataclass
@@ -58,13 +42,13 @@ class PeerPlan:
     config_ref: str | None
     configured: bool = True
     reason: str = ""  # why not configured
-    connect_retry: int = DEFAULT_CONNECT_RETRY
-    hold_time: int = DEFAULT_HOLD
-    keepalive: int = DEFAULT_KEEPALIVE
+    connect_retry: int = CRD_CONNECT_RETRY
+    hold_time: int = CRD_HOLD
+    keepalive: int = CRD_KEEPALIVE
     gr_enabled: bool = False
-    gr_restart_time: int = DEFAULT_RESTART
-    ebgp_multihop_ttl: int = DEFAULT_EBGP_MULTIHOP  # as configured
-    peer_port: int = DEFAULT_PEER_PORT
+    gr_restart_time: int = CRD_RESTART
+    ebgp_multihop_ttl: int = CRD_EBGP_MULTIHOP  # as configured
+    peer_port: int = CRD_PEER_PORT
     families: tuple[Family, ...] = ()
     uses_default_config: bool = False
 
@@ -108,55 +92,40 @@ class Advertisement:
 
 # ----------------------------------------------------------------- node selection and peers
 
-def _int(value: object, default: int) -> int:
-    if value is None or value == 0:
-        return default
-    return int(value)  # type: ignore[arg-type]
+def _or(value: int | None, default: int) -> int:
+    """A field Cilium's CRD would reject (not a number, 0) falls back to the default here."""
+    return value if value else default
 
 
-def _families(spec: dict) -> tuple[Family, ...]:
-    raw = spec.get("families") or []
-    if not raw:
-        return tuple(Family(afi, safi) for afi, safi in DEFAULT_FAMILIES)
-    return tuple(Family(str(f.get("afi")), str(f.get("safi")), f.get("advertisements")) for f in raw)
-
-
-def peer_from_config(peer: dict, peer_configs: dict[str, Doc]) -> PeerPlan:
-    name = str(peer.get("name", ""))
-    ref = (peer.get("peerConfigRef") or {}).get("name") or None
-    plan = PeerPlan(name=name, address=peer.get("peerAddress"), asn=int(peer.get("peerASN") or 0), config_ref=ref)
+def peer_from_config(peer: Peer, bgp: Bgp) -> PeerPlan:
+    plan = PeerPlan(name=peer.name, address=peer.address, asn=peer.asn or 0, config_ref=peer.config_ref)
     if not plan.address:
-        plan.configured, plan.reason = False, f"peer {name} has no peerAddress (auto-discovery is not modelled)"
+        plan.configured, plan.reason = False, f"peer {peer.name} has no peerAddress (auto-discovery is not modelled)"
         return plan
-    if ref is None:
-        spec: dict = {}
-        plan.uses_default_config = True
-    elif ref not in peer_configs:
+    config = bgp.peer_config(peer)
+    if config is None:
         plan.configured = False
-        plan.reason = (f"peer {name} references CiliumBGPPeerConfig {ref}, which does not exist: "
+        plan.reason = (f"peer {peer.name} references CiliumBGPPeerConfig {peer.config_ref}, which does not exist: "
                        f"Cilium skips the peer (no session)")
         return plan
-    else:
-        spec = peer_configs[ref].spec
-    timers = spec.get("timers") or {}
-    plan.connect_retry = _int(timers.get("connectRetryTimeSeconds"), DEFAULT_CONNECT_RETRY)
-    plan.hold_time = _int(timers.get("holdTimeSeconds"), DEFAULT_HOLD)
-    plan.keepalive = _int(timers.get("keepAliveTimeSeconds"), DEFAULT_KEEPALIVE)
-    gr = spec.get("gracefulRestart") or {}
-    plan.gr_enabled = bool(gr.get("enabled", False))
-    plan.gr_restart_time = _int(gr.get("restartTimeSeconds"), DEFAULT_RESTART)
-    plan.ebgp_multihop_ttl = _int(spec.get("ebgpMultihop"), DEFAULT_EBGP_MULTIHOP)
-    plan.peer_port = _int((spec.get("transport") or {}).get("peerPort"), DEFAULT_PEER_PORT)
-    plan.families = _families(spec)
+    plan.uses_default_config = config.doc is None
+    plan.connect_retry = _or(config.connect_retry, CRD_CONNECT_RETRY)
+    plan.hold_time = _or(config.hold, CRD_HOLD)
+    plan.keepalive = _or(config.keepalive, CRD_KEEPALIVE)
+    plan.gr_enabled = config.gr_enabled
+    plan.gr_restart_time = _or(config.restart_time, CRD_RESTART)
+    plan.ebgp_multihop_ttl = _or(config.ebgp_multihop, CRD_EBGP_MULTIHOP)
+    plan.peer_port = _or(config.peer_port, CRD_PEER_PORT)
+    plan.families = config.families
     return plan
 
 
-def _selects_node(doc: Doc, node: NodeInfo) -> bool:
-    selector = doc.spec.get("nodeSelector")
-    return selector_matches(selector or {}, node.labels)  # absent/empty: every node
+def _selects_node(cc: ClusterConfig, node: K3sNode) -> bool:
+    return selector_matches(cc.node_selector or {}, node.labels)  # absent/empty: every node
 
 
-def plan_node(node: NodeInfo, cluster_configs: list[Doc], peer_configs: dict[str, Doc]) -> NodeBgp:
+def plan_node(node: K3sNode, bgp: Bgp) -> NodeBgp:
+    cluster_configs = bgp.cluster_configs
     try:
         selecting = [d for d in cluster_configs if _selects_node(d, node)]
     except SelectorError as exc:
@@ -164,38 +133,34 @@ def plan_node(node: NodeInfo, cluster_configs: list[Doc], peer_configs: dict[str
     if not cluster_configs:
         return NodeBgp(node.name, False, "no CiliumBGPClusterConfig in the rendered files")
     if not selecting:
-        why = "; ".join(f"CiliumBGPClusterConfig {d.name} selects {describe_selector(d.spec.get('nodeSelector'))}"
+        why = "; ".join(f"CiliumBGPClusterConfig {d.name} selects {describe_selector(d.node_selector)}"
                         for d in cluster_configs)
         return NodeBgp(node.name, False, f"node {node.name} labels {_show_labels(node)} are not selected: {why}")
     if len(selecting) > 1:
         names = ", ".join(d.name for d in selecting)
         return NodeBgp(node.name, False, f"node {node.name} is selected by several CiliumBGPClusterConfigs ({names}); "
                                          f"Cilium reports a conflict and configures none")
-    doc = selecting[0]
-    plan = NodeBgp(node.name, True, f"selected by CiliumBGPClusterConfig {doc.name} "
-                                    f"({describe_selector(doc.spec.get('nodeSelector'))})")
-    for inst in doc.spec.get("bgpInstances") or []:
-        asn = inst.get("localASN")
-        if asn is None:
-            plan.reason += f"; instance {inst.get('name')} has no localASN and is not started"
+    cc = selecting[0]
+    plan = NodeBgp(node.name, True, f"selected by CiliumBGPClusterConfig {cc.name} "
+                                    f"({describe_selector(cc.node_selector)})")
+    for inst in cc.instances:
+        if inst.local_asn is None:
+            plan.reason += f"; instance {inst.name} has no localASN and is not started"
             continue
-        port = inst.get("localPort")
-        instance = InstancePlan(name=str(inst.get("name")), local_asn=int(asn), router_id=node.ip,
-                                listen_port=int(port) if port else -1, cluster_config=doc.name)
-        instance.peers = [peer_from_config(p, peer_configs) for p in inst.get("peers") or []]
+        instance = InstancePlan(name=inst.name, local_asn=inst.local_asn, router_id=str(node.ip),
+                                listen_port=inst.local_port or -1, cluster_config=cc.name)
+        instance.peers = [peer_from_config(p, bgp) for p in inst.peers]
         plan.instances.append(instance)
     return plan
 
 
-def _show_labels(node: NodeInfo) -> str:
+def _show_labels(node: K3sNode) -> str:
     user = {k: node.labels[k] for k in node.labels if not k.startswith(("kubernetes.io/", "beta.kubernetes.io/"))}
     return "{" + ", ".join(f"{k}={v}" for k, v in sorted(user.items())) + "}"
 
 
-def plan_bgp(rendered: Rendered, nodes: list[NodeInfo]) -> dict[str, NodeBgp]:
-    cluster_configs = rendered.of_kind("CiliumBGPClusterConfig")
-    peer_configs = {d.name: d for d in rendered.of_kind("CiliumBGPPeerConfig")}
-    return {n.name: plan_node(n, cluster_configs, peer_configs) for n in nodes}
+def plan_bgp(bgp: Bgp, nodes: list[K3sNode]) -> dict[str, NodeBgp]:
+    return {n.name: plan_node(n, bgp) for n in nodes}
 
 
 # ----------------------------------------------------------------- advertisements
@@ -212,20 +177,19 @@ class PeerVerdict:
     advertisements: list[str] = field(default_factory=list)
 
 
-def _family_adverts(family: Family, adverts: list[Doc]) -> list[Doc]:
+def _family_adverts(family: Family, adverts: list[AdvertisementDoc]) -> list[AdvertisementDoc]:
     if family.advertisements is None:
         return []
     return [a for a in adverts if selector_matches(family.advertisements, a.labels)]
 
 
-def _entry_verdict(svc: ServiceInfo, entry: dict, advert: Doc) -> str | None:
+def _entry_verdict(svc: Service, entry: AdvertEntry, advert: AdvertisementDoc) -> str | None:
     """None when this advertisement entry selects the Service's LoadBalancerIP; else why not."""
-    service_opts = entry.get("service")
-    addresses = (service_opts or {}).get("addresses") or []
+    addresses = list(entry.service_addresses)
     if "LoadBalancerIP" not in addresses:
         return (f"CiliumBGPAdvertisement {advert.name} Service entry advertises {addresses or 'no addresses'}, "
                 f"not LoadBalancerIP")
-    selector = entry.get("selector")
+    selector = entry.selector
     if selector is None:
         return (f"CiliumBGPAdvertisement {advert.name} Service entry has no selector: Cilium advertises no Service "
                 f"for it")
@@ -235,7 +199,7 @@ def _entry_verdict(svc: ServiceInfo, entry: dict, advert: Doc) -> str | None:
     return None
 
 
-def peer_verdict(svc: ServiceInfo, ip: str, node: str, peer: PeerPlan, adverts: list[Doc]) -> PeerVerdict:
+def peer_verdict(svc: Service, ip: str, node: str, peer: PeerPlan, adverts: list[AdvertisementDoc]) -> PeerVerdict:
     verdict = PeerVerdict(peer=peer.name, advertised=False)
     if peer.uses_default_config:
         verdict.reasons.append(f"peer {peer.name} has no peerConfigRef: the default peer config selects no "
@@ -260,7 +224,7 @@ def peer_verdict(svc: ServiceInfo, ip: str, node: str, peer: PeerPlan, adverts: 
                 + ("; ".join(f"{a.name} {_labels_text(a.labels)}" for a in adverts) or "none exist") + ")")
             continue
         for advert in chosen:
-            entries = [e for e in advert.spec.get("advertisements") or [] if e.get("advertisementType") == "Service"]
+            entries = [e for e in advert.entries if e.type == "Service"]
             if not entries:
                 verdict.reasons.append(f"CiliumBGPAdvertisement {advert.name} has no advertisementType Service entry")
             for entry in entries:
@@ -275,7 +239,7 @@ def peer_verdict(svc: ServiceInfo, ip: str, node: str, peer: PeerPlan, adverts: 
     return verdict
 
 
-def service_precheck(svc: ServiceInfo, allocation: Allocation, node: str) -> str | None:
+def service_precheck(svc: Service, allocation: Allocation, node: str) -> str | None:
     """Reasons that hold before any selector is looked at (per node for eTP Local)."""
     if svc.type != "LoadBalancer":
         return f"Service {svc.key} is type {svc.type}; only LoadBalancer IPs are advertised"
@@ -290,11 +254,11 @@ def service_precheck(svc: ServiceInfo, allocation: Allocation, node: str) -> str
     return None
 
 
-def evaluate_advertisements(rendered: Rendered, bgp: dict[str, NodeBgp], services: list[ServiceInfo],
+def evaluate_advertisements(resources: Bgp, bgp: dict[str, NodeBgp], services: list[Service],
                             allocations: dict[str, Allocation]
                             ) -> tuple[list[Advertisement], dict[str, dict[str, list[str]]]]:
     """Every (node, peer, VIP) advertisement, and per Service and node the reasons when it is not advertised."""
-    adverts = rendered.of_kind("CiliumBGPAdvertisement")
+    adverts = resources.advertisements
     found: list[Advertisement] = []
     why_not: dict[str, dict[str, list[str]]] = {}
     for svc in services:

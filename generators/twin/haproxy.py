@@ -21,23 +21,24 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from .durations import to_milliseconds
+from generators.readback.durations import Duration, to_milliseconds
+
 from .envoy import Frontend
 
 BALANCE = {"ROUND_ROBIN": "roundrobin", "LEAST_REQUEST": "leastconn", "RANDOM": "random"}
 STATS_SOCKET = "/run/twin/haproxy.sock"
 
 
-def _ms(seconds: Decimal) -> str:
-    return f"{to_milliseconds(seconds)}ms"
+def _ms(value: Duration | Decimal) -> str:
+    return f"{to_milliseconds(value.seconds if isinstance(value, Duration) else value)}ms"
 
 
 def spread_checks(frontends: list[Frontend]) -> int:
     best = 0
     for fe in frontends:
         hc = fe.cluster.health_check if fe.cluster else None
-        if hc and hc.interval_jitter and hc.interval > 0:
-            best = max(best, min(50, int((Decimal(50) * hc.interval_jitter / hc.interval).to_integral_value())))
+        if hc and hc.interval_jitter and hc.interval.seconds > 0:
+            best = max(best, min(50, int((Decimal(50) * hc.interval_jitter.seconds / hc.interval.seconds).to_integral_value())))
     return best
 
 
@@ -45,7 +46,7 @@ def _section(fe: Frontend, node: str) -> list[str]:
     lines = [f"listen {fe.name}", f"    # {fe.service} via CCEC {fe.config} on {node}"]
     lines += [f"    # {note}" for note in fe.notes]
     lines.append(f"    bind {fe.vip}:{fe.port}")
-    idle = fe.listener.idle_timeout if fe.listener else Decimal(0)
+    idle = fe.listener.idle_timeout.seconds if fe.listener else Decimal(0)
     if idle > 0:
         lines += [f"    timeout client {_ms(idle)}", f"    timeout server {_ms(idle)}"]
     else:

@@ -16,12 +16,10 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from generators.rendered import Doc
-from generators.selectors import SelectorError, describe_selector, selector_matches
+from generators.readback.cilium import Pool
+from generators.readback.selectors import SelectorError, describe_selector, selector_matches
+from generators.readback.services import VIP_ANNOTATIONS, Service
 
-from .services import ServiceInfo
-
-IPS_ANNOTATIONS = ("lbipam.cilium.io/ips", "io.cilium/lb-ipam-ips")
 CILIUM_LB_CLASSES = ("io.cilium/bgp-control-plane", "io.cilium/l2-announcer")
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -64,45 +62,30 @@ class Allocation:
         return bool(self.ips)
 
 
-def _block_range(block: dict, pool: str) -> tuple[Address, Address, bool]:
-    cidr = block.get("cidr")
-    if cidr:
-        net = ipaddress.ip_network(str(cidr), strict=False)
-        return net.network_address, net.broadcast_address, True
-    start = ipaddress.ip_address(str(block.get("start", "")))
-    stop = ipaddress.ip_address(str(block["stop"])) if block.get("stop") else start
-    return start, stop, False
-
-
-def build_ranges(pools: list[Doc]) -> tuple[list[LBRange], list[str]]:
+def build_ranges(pools: list[Pool]) -> tuple[list[LBRange], list[str]]:
     ranges: list[LBRange] = []
     problems: list[str] = []
-    for doc in pools:
-        spec = doc.spec
-        for index, block in enumerate(spec.get("blocks") or []):
-            try:
-                first, last, from_cidr = _block_range(block, doc.name)
-            except (ValueError, KeyError) as exc:
-                problems.append(f"{doc.ref} block {index}: {exc}; Cilium rejects the pool")
-                continue
-            rng = LBRange(pool=doc.name, first=first, last=last, from_cidr=from_cidr,
-                          disabled=bool(spec.get("disabled", False)), selector=spec.get("serviceSelector"))
-            if from_cidr and spec.get("allowFirstLastIPs") == "No" and int(last) - int(first) >= 2:
-                rng.taken.update({first, last})
+    for pool in pools:
+        problems += list(pool.invalid_blocks)
+        for block in pool.blocks:
+            rng = LBRange(pool=pool.name, first=block.first, last=block.last, from_cidr=block.network is not None,
+                          disabled=pool.disabled, selector=pool.service_selector)
+            if rng.from_cidr and pool.reserves_first_last and int(block.last) - int(block.first) >= 2:
+                rng.taken.update({block.first, block.last})
             ranges.append(rng)
     return ranges, problems
 
 
-def _pool_selects(rng: LBRange, svc: ServiceInfo) -> bool:
+def _pool_selects(rng: LBRange, svc: Service) -> bool:
     # No serviceSelector: every Service matches (unlike BGP advertisement selectors).
     return rng.selector is None or selector_matches(rng.selector, svc.bgp_labels())
 
 
-def requested_ips(svc: ServiceInfo) -> tuple[list[Address], list[str]]:
+def requested_ips(svc: Service) -> tuple[list[Address], list[str]]:
     raw: list[str] = []
     if svc.load_balancer_ip:
         raw.append(svc.load_balancer_ip)
-    for key in IPS_ANNOTATIONS:
+    for key in VIP_ANNOTATIONS:
         if svc.annotations.get(key):
             raw.extend(part.strip() for part in svc.annotations[key].split(","))
             break
@@ -119,18 +102,18 @@ def requested_ips(svc: ServiceInfo) -> tuple[list[Address], list[str]]:
     return ips, bad
 
 
-def is_lbipam_service(svc: ServiceInfo) -> bool:
+def is_lbipam_service(svc: Service) -> bool:
     return svc.type == "LoadBalancer" and (svc.load_balancer_class is None
                                           or svc.load_balancer_class in CILIUM_LB_CLASSES)
 
 
-def _wants_v4(svc: ServiceInfo) -> bool:
+def _wants_v4(svc: Service) -> bool:
     if not svc.ip_families or svc.ip_families[0] == "IPv4":
         return True
     return "IPv4" in svc.ip_families and svc.ip_family_policy in ("PreferDualStack", "RequireDualStack")
 
 
-def _allocate_requested(svc: ServiceInfo, ranges: list[LBRange]) -> Allocation:
+def _allocate_requested(svc: Service, ranges: list[LBRange]) -> Allocation:
     ips, bad = requested_ips(svc)
     got: list[str] = []
     reasons: list[str] = [f"requested IP {b!r} is not an IP address (ignored by Cilium)" for b in bad]
@@ -158,7 +141,7 @@ def _allocate_requested(svc: ServiceInfo, ranges: list[LBRange]) -> Allocation:
     return Allocation(svc.key, (), "", "; ".join(reasons) or "no requested IP could be parsed")
 
 
-def _allocate_any(svc: ServiceInfo, ranges: list[LBRange]) -> Allocation:
+def _allocate_any(svc: Service, ranges: list[LBRange]) -> Allocation:
     full = False
     for rng in ranges:
         if rng.disabled or rng.first.version != 4 or not _pool_selects(rng, svc):
@@ -176,7 +159,7 @@ def _allocate_any(svc: ServiceInfo, ranges: list[LBRange]) -> Allocation:
                                        f"(labels {svc.bgp_labels()})")
 
 
-def allocate(pools: list[Doc], services: list[ServiceInfo]) -> tuple[dict[str, Allocation], list[str]]:
+def allocate(pools: list[Pool], services: list[Service]) -> tuple[dict[str, Allocation], list[str]]:
     """LoadBalancer IPs by Service key (namespace/name), plus problems found in the pools."""
     ranges, problems = build_ranges(pools)
     handled = [s for s in services if is_lbipam_service(s)]

@@ -4,18 +4,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from generators.rendered import Rendered, load_rendered
+from generators.in_container import DIR as IN_CONTAINER
+from generators.readback.cilium import Bgp, EnvoyConfig, envoy_configs, pools
+from generators.readback.k3s import K3sNode, read_nodes
+from generators.readback.rendered import Rendered, load_rendered
+from generators.readback.services import TRAEFIK_SOURCE, Service, read_services
 
 from . import pki
 from .bgp import Advertisement, NodeBgp, evaluate_advertisements, plan_bgp
-from .envoy import EnvoyConfig, Frontend, frontends_for_node, parse_envoy_config
+from .envoy import Frontend, frontends_for_node
 from .gobgp import GoBgpConfigError, GoBgpInstance, render_instance
 from .haproxy import render_haproxy
 from .lbipam import Allocation, allocate
-from .nodes import NodeInfo, load_nodes
-from .services import TRAEFIK_SOURCE, ServiceInfo, load_services
 
-PACKAGE_DIR = Path(__file__).resolve().parent
 TWIN_BIN = "/opt/twin"
 TWIN_ETC = "/etc/twin"
 TWIN_LOG = "/var/log/twin"
@@ -146,7 +147,7 @@ class TwinNode:
 
     def files(self, pki_dir: str | Path) -> dict[str, bytes]:
         """Container path -> content. Creates/reuses the lab CA and this node's cert in ``pki_dir``."""
-        out: dict[str, bytes] = {f"{TWIN_BIN}/{name}": (PACKAGE_DIR / name).read_bytes() for name in SCRIPTS}
+        out: dict[str, bytes] = {f"{TWIN_BIN}/{name}": (IN_CONTAINER / name).read_bytes() for name in SCRIPTS}
         for inst in self.gobgp:
             out[inst.config_path] = inst.toml.encode()
         if self.haproxy_cfg:
@@ -171,7 +172,7 @@ class TwinPlan:
         return [line for key in sorted(self.services) for line in self.services[key].lines()]
 
 
-def _explanations(services: list[ServiceInfo], allocations: dict[str, Allocation], nodes: list[NodeInfo],
+def _explanations(services: list[Service], allocations: dict[str, Allocation], nodes: list[K3sNode],
                   adverts: list[Advertisement], why_not: dict[str, dict[str, list[str]]]) -> dict[str, ServiceExplanation]:
     out: dict[str, ServiceExplanation] = {}
     for svc in services:
@@ -186,7 +187,7 @@ def _explanations(services: list[ServiceInfo], allocations: dict[str, Allocation
     return out
 
 
-def _traefik_ports(services: list[ServiceInfo], allocations: dict[str, Allocation], node: str) -> list[tuple[str, int]]:
+def _traefik_ports(services: list[Service], allocations: dict[str, Allocation], node: str) -> list[tuple[str, int]]:
     out = []
     for svc in services:
         if svc.source.startswith(TRAEFIK_SOURCE) and any(ep.node_name == node for ep in svc.endpoints):
@@ -196,21 +197,24 @@ def _traefik_ports(services: list[ServiceInfo], allocations: dict[str, Allocatio
 
 
 def plan_rendered(rendered: Rendered, k3s_version: str = "", traefik_chart_version: str | None = None) -> TwinPlan:
-    nodes, problems = load_nodes(rendered)
-    services, svc_problems = load_services(rendered, nodes, traefik_chart_version)
-    allocations, pool_problems = allocate(rendered.of_kind("CiliumLoadBalancerIPPool"), services)
-    bgp = plan_bgp(rendered, nodes)
-    adverts, why_not = evaluate_advertisements(rendered, bgp, services, allocations)
+    all_nodes, problems = read_nodes(rendered)
+    nodes = [n for n in all_nodes if n.ip]
+    problems += [f"{n.file}: no IPv4 node-ip; the twin needs each node's address (router-id, stand-in apiserver). "
+                 f"Add `node-ip: <address>` to the node's k3s config" for n in all_nodes if not n.ip]
+    services, svc_problems = read_services(rendered, nodes, traefik_chart_version)
+    allocations, pool_problems = allocate(pools(rendered), services)
+    resources = Bgp.read(rendered)
+    bgp = plan_bgp(resources, nodes)
+    adverts, why_not = evaluate_advertisements(resources, bgp, services, allocations)
     problems += svc_problems + pool_problems
-    envoy = [parse_envoy_config(d) for d in rendered.of_kind("CiliumClusterwideEnvoyConfig")
-             + rendered.of_kind("CiliumEnvoyConfig")]
+    envoy = envoy_configs(rendered)
     for config in envoy:
         problems += [f"CCEC {config.name}: resource {name} dropped: {why}" for name, why in config.dropped.items()]
     by_key = {s.key: s for s in services}
     vips = {k: a.ips for k, a in allocations.items()}
     twin_nodes: dict[str, TwinNode] = {}
     for node in nodes:
-        tn = TwinNode(name=node.name, ip=node.ip, labels=node.labels, tls_san=node.tls_san, bgp=bgp[node.name],
+        tn = TwinNode(name=node.name, ip=str(node.ip), labels=node.labels, tls_san=node.tls_san, bgp=bgp[node.name],
                       k3s_version=k3s_version)
         for index, inst in enumerate(bgp[node.name].instances if bgp[node.name].selected else []):
             try:
@@ -226,7 +230,7 @@ def plan_rendered(rendered: Rendered, k3s_version: str = "", traefik_chart_versi
         tn.vips = sorted({ip for a in allocations.values() for ip in a.ips if ":" not in ip})
         twin_nodes[node.name] = tn
     next_hops: dict[str, set[str]] = {ip: set() for a in allocations.values() for ip in a.ips}
-    ip_of = {n.name: n.ip for n in nodes}
+    ip_of = {n.name: str(n.ip) for n in nodes}
     for adv in adverts:
         next_hops[adv.prefix.split("/")[0]].add(ip_of[adv.node])
     return TwinPlan(nodes=twin_nodes, services=_explanations(services, allocations, nodes, adverts, why_not),

@@ -22,93 +22,21 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 
 try:  # in the lab container: beside this script; in tests: the package
     from agent_common import FixedSchedule
+    from frrstate import bgp_paths, kernel_next_hops, needs_nexthop_objects, nexthop_objects, rib_next_hops
+    from frrstate import split_json_stream, summary_peers
 except ImportError:  # pragma: no cover
-    from generators.drill.agent_common import FixedSchedule
+    from generators.in_container.agent_common import FixedSchedule
+    from generators.readback.frrstate import bgp_paths, kernel_next_hops, needs_nexthop_objects, nexthop_objects
+    from generators.readback.frrstate import rib_next_hops, split_json_stream, summary_peers
 
 
-def split_json_stream(text: str) -> list[object]:
-    """The JSON values printed one after another (vtysh with several ``-c``); junk between is skipped."""
-    decoder = json.JSONDecoder()
-    values: list[object] = []
-    i, n = 0, len(text)
-    while i < n:
-        start = min((p for p in (text.find("{", i), text.find("[", i)) if p >= 0), default=-1)
-        if start < 0:
-            break
-        try:
-            value, end = decoder.raw_decode(text, start)
-        except json.JSONDecodeError:
-            i = start + 1
-            continue
-        values.append(value)
-        i = end
-    return values
-
-
-def peers_from_summary(summary: dict) -> dict[str, dict]:
-    peers = ((summary or {}).get("ipv4Unicast") or {}).get("peers") or {}
-    return {ip: {"state": p.get("state"), "pfxRcd": p.get("pfxRcd")} for ip, p in peers.items()}
-
-
-def paths_from_bgp_prefix(doc: dict) -> list[dict]:
-    """BGP paths of one prefix (``show bgp ipv4 unicast PREFIX json``); ``[]`` when FRR has none."""
-    out = []
-    for path in (doc or {}).get("paths") or []:
-        nexthops = path.get("nexthops") or []
-        peer = path.get("peer") or {}
-        out.append({
-            "peer": peer.get("peerId"),
-            "nexthop": nexthops[0].get("ip") if nexthops else None,
-            "stale": bool(path.get("stale", False)),
-            "valid": bool(path.get("valid", False)),
-            "best": bool(path.get("bestpath")),
-            "multipath": bool(path.get("multipath", False)),
-        })
-    return out
-
-
-def nexthops_from_rib(doc: dict, prefix: str) -> list[dict]:
-    """Zebra next-hops of the selected BGP route for ``prefix`` (``show ip route PREFIX json``)."""
-    out = []
-    for route in (doc or {}).get(prefix) or []:
-        if route.get("protocol") not in (None, "bgp"):
-            continue
-        for nh in route.get("nexthops") or []:
-            if nh.get("ip"):
-                out.append({"ip": nh["ip"], "active": bool(nh.get("active")), "fib": bool(nh.get("fib"))})
-    return out
-
-
-def fib_nexthops(routes: list, vip: str, nexthop_objects: dict[int, list[str]] | None = None) -> list[str]:
-    """Kernel next-hops of ``vip``/32 from ``ip -j route`` output (single, multipath or nexthop id)."""
-    gateways: list[str] = []
-    for route in routes or []:
-        if route.get("dst") not in (vip, f"{vip}/32"):
-            continue
-        if route.get("gateway"):
-            gateways.append(route["gateway"])
-        for nh in route.get("nexthops") or []:
-            if nh.get("gateway"):
-                gateways.append(nh["gateway"])
-        if not gateways and route.get("nhid") is not None and nexthop_objects:
-            gateways.extend(nexthop_objects.get(int(route["nhid"]), []))
-    return sorted(set(gateways))
-
-
-def nexthop_objects_from_ip(objs: list) -> dict[int, list[str]]:
-    """``ip -j nexthop show``: id -> gateways, resolving groups one level deep."""
-    by_id = {int(o["id"]): o for o in objs or [] if "id" in o}
-    out: dict[int, list[str]] = {}
-    for nid, obj in by_id.items():
-        if obj.get("gateway"):
-            out[nid] = [obj["gateway"]]
-        elif obj.get("group"):
-            out[nid] = [by_id[int(m["id"])]["gateway"] for m in obj["group"]
-                        if int(m["id"]) in by_id and by_id[int(m["id"])].get("gateway")]
-    return out
+def fib_nexthops(routes: list, vip: str, objects: dict[int, list[str]] | None = None) -> list[str]:
+    """Kernel next-hops of ``vip``/32, sorted (the samples' form)."""
+    return sorted(kernel_next_hops(routes, vip, objects))
 
 
 def vtysh_commands(vips: dict[str, str]) -> list[str]:
@@ -140,7 +68,7 @@ def build_sample(vips: dict[str, str], vtysh_out: str, ip_routes: list, nexthop_
     sample: dict = {"peers": {}, "vips": {}, "errors": []}
     summaries = [v for v in values if "ipv4Unicast" in v]
     if summaries:
-        sample["peers"] = peers_from_summary(summaries[0])
+        sample["peers"] = {ip: asdict(p) for ip, p in summary_peers(summaries[0]).items()}
     else:  # vtysh did not answer (FRR restarting?): BGP and RIB unknown (null), the kernel FIB still counts
         sample["errors"].append("no 'show bgp summary json' output with ipv4Unicast")
         sample["vips"] = {role: {"ip": ip, "bgp": None, "rib": None, "fib": fib_nexthops(ip_routes, ip, nexthop_objs)}
@@ -152,8 +80,8 @@ def build_sample(vips: dict[str, str], vtysh_out: str, ip_routes: list, nexthop_
         rib_doc = next((v for v in values if prefix in v), {})
         sample["vips"][role] = {
             "ip": ip,
-            "bgp": paths_from_bgp_prefix(by_prefix.get(prefix, {})),
-            "rib": nexthops_from_rib(rib_doc, prefix),
+            "bgp": [asdict(p) for p in bgp_paths(by_prefix.get(prefix, {}))],
+            "rib": [asdict(nh) for nh in rib_next_hops(rib_doc, prefix)],
             "fib": fib_nexthops(ip_routes, ip, nexthop_objs),
         }
     return sample
@@ -171,10 +99,10 @@ def take_sample(vips: dict[str, str], cmd_timeout: float) -> dict:
     except json.JSONDecodeError:
         routes = []
     nh_objs: dict[int, list[str]] = {}
-    if any(r.get("nhid") is not None and not r.get("gateway") and not r.get("nexthops") for r in routes):
+    if needs_nexthop_objects(routes):
         rc_nh, nh_out, _ = run_cmd(["ip", "-j", "nexthop", "show"], cmd_timeout)
         try:
-            nh_objs = nexthop_objects_from_ip(json.loads(nh_out)) if rc_nh == 0 and nh_out.strip() else {}
+            nh_objs = nexthop_objects(json.loads(nh_out)) if rc_nh == 0 and nh_out.strip() else {}
         except (json.JSONDecodeError, KeyError, ValueError):
             nh_objs = {}
     sample = build_sample(vips, out, routes, nh_objs)

@@ -397,6 +397,10 @@ def _parse_neighbor_family(router: RouterBgp, family: AddressFamily, name: str, 
 
 
 _VERSION = re.compile(r"^(\d+)(?:\.(\d+))?(?:\.(\d+))?")
+# FRR learned the graceful-restart notification (N) bit, RFC 8538, in 8.3; it sends it by default from then on.
+NBIT_SINCE = (8, 3, 0)
+# FRR requires an eBGP policy (or `no bgp ebgp-requires-policy`) since 7.4.
+EBGP_REQUIRES_POLICY_SINCE = (7, 4, 0)
 
 
 def version_tuple(text: str) -> tuple[int, int, int] | None:
@@ -406,3 +410,9 @@ def version_tuple(text: str) -> tuple[int, int, int] | None:
         return None
     major, minor, patch = (int(g) if g else 0 for g in match.groups())
     return major, minor, patch
+
+
+def supports_n_bit(version: str | tuple[int, int, int] | None) -> bool | None:
+    """Whether an FRR of this version understands the N-bit; None when the version is unknown or unreadable."""
+    parsed = version_tuple(version) if isinstance(version, str) else version
+    return None if parsed is None else parsed >= NBIT_SINCE

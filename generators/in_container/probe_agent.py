@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 try:  # in the lab container: beside this script; in tests: the package
     from agent_common import FixedSchedule
 except ImportError:  # pragma: no cover
-    from generators.drill.agent_common import FixedSchedule
+    from generators.in_container.agent_common import FixedSchedule
 
 SERVED_BY_BODY = re.compile(rb"served-by:\s*([A-Za-z0-9_.-]+)", re.IGNORECASE)
 MAX_RESPONSE = 64 * 1024

@@ -13,7 +13,7 @@ import sys
 try:  # in the container: beside this script; in tests: the package
     from standin_common import LoggingHandler, Server, open_log, serve_until_signalled
 except ImportError:  # pragma: no cover
-    from generators.twin.standin_common import LoggingHandler, Server, open_log, serve_until_signalled
+    from generators.in_container.standin_common import LoggingHandler, Server, open_log, serve_until_signalled
 
 
 
