@@ -112,3 +112,7 @@ def run_command(fn: Callable[[], int], stderr: TextIO | None = None, interrupted
 
 
 _PREFIX = {EXIT_FAILED: "failed: ", EXIT_BAD_INPUT: "error: ", EXIT_ENVIRONMENT: "environment problem: "}
+
+
+class LabError(LabToolError):
+    """Something in the running lab failed (a command in a container, convergence); exit 1 with the details."""

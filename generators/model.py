@@ -15,7 +15,8 @@ from typing import Any, Callable
 
 from .errors import MISSING, InventoryError, Problem
 from .inventory import INCLUDE_KEY, RawInventory, load_inventory
-from .readback.durations import is_proto_duration
+from .readback.cilium import CRD_HOLD, CRD_HOLD_MIN, CRD_KEEPALIVE, CRD_RESTART, CRD_RESTART_RANGE, HealthCheck
+from .readback.durations import Duration, is_proto_duration
 from .readback.frrconf import supports_n_bit
 
 ASN_MAX = 4294967295
@@ -28,7 +29,6 @@ K3S_VERSION = re.compile(r"^v(\d+)\.(\d+)\.(\d+)\+k3s\d+$")
 SEMVER = re.compile(r"^\d+\.\d+\.\d+$")
 FRR_VERSION = re.compile(r"^(\d+)\.(\d+)(\.\d+)?$")
 IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
-GR_RESTART_RANGE = (1, 4095)  # CiliumBGPPeerConfig CRD bounds for restartTimeSeconds
 
 
 # ----------------------------------------------------------------------------- the model
@@ -92,20 +92,10 @@ class Bgp:
 
 
 @dataclass(frozen=True)
-class HealthCheck:
-    timeout: str
-    interval: str
-    unhealthy_threshold: int
-    healthy_threshold: int
-    interval_jitter: str
-    no_traffic_interval: str
-
-
-@dataclass(frozen=True)
 class OutlierDetection:
     consecutive_local_origin_failure: int
-    interval: str
-    base_ejection_time: str
+    interval: Duration
+    base_ejection_time: Duration
 
 
 @dataclass(frozen=True)
@@ -118,8 +108,8 @@ class ApiserverVip:
     labels: dict
     external_traffic_policy: str
     cluster_type: str  # "eds" (Cilium syncs the EndpointSlice) or "static" (the seed's fallback)
-    connect_timeout: str
-    idle_timeout: str
+    connect_timeout: Duration
+    idle_timeout: Duration
     health_check: HealthCheck
     outlier_detection: OutlierDetection
 
@@ -328,11 +318,11 @@ def _as_asn(v: Any) -> int:
     return n
 
 
-def _as_duration(v: Any) -> str:
+def _as_duration(v: Any) -> Duration:
     s = _as_str(v)
     if not is_proto_duration(s) or s.startswith("-"):
         raise ValueError("Cilium parses CCEC resources as protobuf JSON: a Duration must be seconds with an `s` suffix")
-    return s
+    return Duration.parse(s)
 
 
 def _as_str_list(v: Any) -> tuple[str, ...]:
@@ -515,8 +505,8 @@ def _bgp(r: _Reader, data: Any, gateway: Gateway) -> Bgp:
     asn = r.value(b, p, "cluster_asn", "asn")
     nl = r.section(b.get("node_label", MISSING), p + ("node_label",), {"key": "label key", "value": "label value"})
     t = r.section(b.get("timers", MISSING), p + ("timers",), {"hold": "hold time seconds (min 3)", "keepalive": "keepalive seconds (max hold/3)", "connect_retry": "connect retry seconds"})
-    hold = r.value(t, p + ("timers",), "hold", "int", default=90, check=_range_check(3, 65535), fix="hold time must be at least 3 s (RFC 4271 and Cilium's CRD); the seed uses 15")
-    keepalive = r.value(t, p + ("timers",), "keepalive", "int", default=30, check=_range_check(1, 65535))
+    hold = r.value(t, p + ("timers",), "hold", "int", default=CRD_HOLD, check=_range_check(CRD_HOLD_MIN, 65535), fix="hold time must be at least 3 s (RFC 4271 and Cilium's CRD); the seed uses 15")
+    keepalive = r.value(t, p + ("timers",), "keepalive", "int", default=CRD_KEEPALIVE, check=_range_check(1, 65535))
     if isinstance(hold, int) and isinstance(keepalive, int) and keepalive * 3 > hold:
         r.problem(p + ("timers", "keepalive"), keepalive, f"keepalive {keepalive} s is more than a third of hold {hold} s: one lost keepalive can expire the session", f"use keepalive <= {hold // 3}")
     gr = r.section(b.get("graceful_restart", MISSING), p + ("graceful_restart",), {"enabled": "graceful restart on", "restart_time": "restart time seconds"})
@@ -530,7 +520,7 @@ def _bgp(r: _Reader, data: Any, gateway: Gateway) -> Bgp:
         timers=Timers(hold, keepalive, r.value(t, p + ("timers",), "connect_retry", "int", default=None, check=_range_check(1, 65535))),
         graceful_restart=GracefulRestart(
             r.value(gr, p + ("graceful_restart",), "enabled", "bool", default=True),
-            r.value(gr, p + ("graceful_restart",), "restart_time", "int", default=120, check=_range_check(*GR_RESTART_RANGE))),
+            r.value(gr, p + ("graceful_restart",), "restart_time", "int", default=CRD_RESTART, check=_range_check(*CRD_RESTART_RANGE))),
         cluster_config_name=r.value(b, p, "cluster_config_name", "str", default="cilium-bgp", check=_regex_check(DNS_LABEL, "name")),
         instance_name=r.value(b, p, "instance_name", "str", default="k3s-bgp", check=_regex_check(DNS_LABEL, "name")),
         peer_name=r.value(b, p, "peer_name", "str", default=gateway.name if isinstance(gateway.name, str) else "gateway", check=_regex_check(DNS_LABEL, "name")),
@@ -570,19 +560,19 @@ def _vips(r: _Reader, data: Any, pool: Any, allow_first_last: Any) -> tuple[Apis
         external_traffic_policy=r.value(a, ap, "external_traffic_policy", "str", default="Cluster", check=_one_of("Cluster", "Local"),
                                         fix="use Cluster: with Local, Cilium's CCEC backend sync drops every backend not on the local node"),
         cluster_type=r.value(a, ap, "cluster_type", "str", default="eds", check=_one_of("eds", "static")),
-        connect_timeout=r.value(a, ap, "connect_timeout", "duration", default="5s"),
-        idle_timeout=r.value(a, ap, "idle_timeout", "duration", default="3600s"),
+        connect_timeout=r.value(a, ap, "connect_timeout", "duration", default=Duration.parse("5s")),
+        idle_timeout=r.value(a, ap, "idle_timeout", "duration", default=Duration.parse("3600s")),
         health_check=HealthCheck(
-            timeout=r.value(h, hp, "timeout", "duration", default="1s"),
-            interval=r.value(h, hp, "interval", "duration", default="1s"),
+            timeout=r.value(h, hp, "timeout", "duration", default=Duration.parse("1s")),
+            interval=r.value(h, hp, "interval", "duration", default=Duration.parse("1s")),
             unhealthy_threshold=r.value(h, hp, "unhealthy_threshold", "int", default=3, check=_range_check(1, 100)),
             healthy_threshold=r.value(h, hp, "healthy_threshold", "int", default=1, check=_range_check(1, 100)),
-            interval_jitter=r.value(h, hp, "interval_jitter", "duration", default="0.1s"),
-            no_traffic_interval=r.value(h, hp, "no_traffic_interval", "duration", default="1s")),
+            interval_jitter=r.value(h, hp, "interval_jitter", "duration", default=Duration.parse("0.1s")),
+            no_traffic_interval=r.value(h, hp, "no_traffic_interval", "duration", default=Duration.parse("1s"))),
         outlier_detection=OutlierDetection(
             consecutive_local_origin_failure=r.value(o, op, "consecutive_local_origin_failure", "int", default=3, check=_range_check(1, 100)),
-            interval=r.value(o, op, "interval", "duration", default="5s"),
-            base_ejection_time=r.value(o, op, "base_ejection_time", "duration", default="30s")),
+            interval=r.value(o, op, "interval", "duration", default=Duration.parse("5s")),
+            base_ejection_time=r.value(o, op, "base_ejection_time", "duration", default=Duration.parse("30s"))),
     )
     traefik = TraefikVip(r.value(t, p + ("traefik",), "address", "ip"))
     seen: dict[IPv4Address, str] = {}

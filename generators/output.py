@@ -9,12 +9,13 @@ import tempfile
 from pathlib import Path
 
 from . import __version__
+from .errors import InputError
 
 MANIFEST = "MANIFEST.json"
 TOOL = "k3s-bgp-lab"
 
 
-class OutputError(RuntimeError):
+class OutputError(InputError):
     pass
 
 

@@ -1,4 +1,8 @@
-"""The whole pipeline in one place: inventory -> model -> rendered files -> written directory."""
+"""The rack's pipeline in one place: inventory -> model -> rendered files -> written directory.
+
+Later stages add their own files through ``extra`` (the lab stage adds ``lab.clab.yml``, see
+``generators.lab.topology.render_lab_files``); this module never imports them.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,22 +12,14 @@ from .output import MANIFEST, manifest, write_tree
 from .render import render_files
 
 
-def _lab_files(model: Model) -> dict[str, str]:
-    if model.lab is None:
-        return {}
-    from .lab.topology import render_clab  # the lab stage, only for lab inventories
-
-    return render_clab(model)
-
-
-def render_model(model: Model) -> dict[str, str]:
-    files = render_files(model, extra=_lab_files(model))
+def render_model(model: Model, extra: dict[str, str] | None = None) -> dict[str, str]:
+    files = render_files(model, extra=extra)
     files[MANIFEST] = manifest(files, model.name, model.digest)
     return files
 
 
 def render_inventory(path: str | Path) -> dict[str, str]:
-    """Every file of the layout for the inventory at ``path``; nothing is written."""
+    """Every rack file of the layout for the inventory at ``path``; nothing is written."""
     return render_model(load_model(path))
 
 

@@ -38,12 +38,13 @@ from typing import Any, Iterable, Iterator, Mapping, NamedTuple
 
 import jsonschema
 import yaml
+from generators.errors import EnvironmentProblem
 
 GO_DOWNLOAD_TIMEOUT_S = 900
 FRR_TIMEOUT_S = 60
 
 
-class SchemaSourceError(RuntimeError):
+class SchemaSourceError(EnvironmentProblem):
     """A schema source (or checking tool) cannot be reached; the message says which and what to do."""
 
 

@@ -8,8 +8,9 @@ import pytest
 import yaml
 
 from generators.drill.bounds import (
-    Bound, bounds_for, inputs_from, parse_version, syn_gap, BoundInputs,
+    Bound, bounds_for, inputs_from, syn_gap, BoundInputs,
 )
+from generators.versions import version_tuple as parse_version
 from generators.drill.design import load_design
 from generators.readback.durations import Duration, DurationError
 from generators.drill.gateway import parse_gateway_facts

@@ -7,7 +7,8 @@ import subprocess
 import pytest
 
 from conftest import SEED
-from generators.readback.frrconf import parse_frr, version_tuple
+from generators.readback.frrconf import parse_frr
+from generators.versions import version_tuple
 
 SEED_FRR = (SEED / "frr.conf").read_text()
 

@@ -14,11 +14,11 @@ from generators.lab.images import (
     ImageSpec,
     content_hash,
     ensure_image,
-    frr_suite_for,
     image_tag,
     rootfs_key,
-    specs_for,
 )
+from generators.lab.kinds import specs_for
+from generators.lab.kinds.gateway import frr_suite_for
 
 
 @pytest.fixture()

@@ -12,7 +12,8 @@ from typing import Iterator
 import pytest
 
 from generators.lab.engine import Engine, ExecTimeout
-from generators.lab.images import ensure_images, specs_for
+from generators.lab.images import ensure_images
+from generators.lab.kinds import specs_for
 from generators.lab.prereqs import ensure_prereqs
 
 pytestmark = pytest.mark.e2e

@@ -10,8 +10,8 @@ import yaml
 
 from conftest import TOPOLOGY
 from generators.lab import hostnet
-from generators.lab.topology import bridge_port
-from generators.pipeline import render_inventory
+from generators.lab.names import bridge_port
+from generators.gen import render_inventory
 
 
 class FakeHost:

@@ -10,7 +10,7 @@ from conftest import TOPOLOGY
 from generators.checks.verify import Expectation
 from generators.lab import converge, lifecycle
 from generators.lab.engine import ExecResult
-from generators.lab.runtime import LabError
+from generators.errors import LabError
 
 NODES = {"10.31.0.218": "cat01", "10.31.0.161": "cat02", "10.31.0.132": "cat03"}
 VIPS = ("10.31.0.80", "10.31.0.81")

@@ -10,7 +10,7 @@ import yaml
 
 from conftest import TOPOLOGY
 from generators.output import OutputError, write_tree
-from generators.pipeline import generate, render_inventory
+from generators.gen import generate, render_inventory
 
 LAB_ONLY = {"lab.clab.yml", "MANIFEST.json"}
 

@@ -19,9 +19,9 @@ pytestmark = pytest.mark.e2e
 
 def image(spec_fn, *args) -> str:
     from conftest import lab_image
-    from generators.lab import images
+    from generators.lab import kinds
 
-    return lab_image(getattr(images, spec_fn)(*args))
+    return lab_image(getattr(kinds, spec_fn)(*args))
 
 
 def run(argv: list[str], check: bool = True) -> subprocess.CompletedProcess:

@@ -31,7 +31,7 @@ PROBE_HTTP = "import sys,urllib.request as u;print(u.urlopen(sys.argv[1],timeout
 
 def twin_image() -> str:
     from conftest import lab_image
-    from generators.lab.images import twin_spec
+    from generators.lab.kinds.twin import twin_spec
 
     return lab_image(twin_spec())
 

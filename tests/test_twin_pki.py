@@ -15,7 +15,7 @@ import yaml
 from cryptography import x509
 
 from generators.twin import plan_twin
-from generators.twin.pki import cert_sans, ensure_ca, ensure_node_cert
+from generators.pki import cert_sans, ensure_ca, ensure_node_cert
 from test_twin_support import edit_docs, rendered_files, write_rendered
 
 

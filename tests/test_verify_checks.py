@@ -13,7 +13,7 @@ from generators.checks import verify
 from generators.readback import frrstate
 from generators.lab.expect import expectation_from_plan
 from generators.output import write_tree
-from generators.pipeline import render_inventory
+from generators.gen import render_inventory
 from generators.twin import plan_twin
 
 RECORDED = json.loads((Path(__file__).parent / "fixtures" / "verify" / "converged.json").read_text())

@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 
 from generators.drill.design import BgpTimers, ProxyTimers
 from generators.drill.gateway import GatewayFacts
+from generators.versions import GOBGP_VERSION, version_tuple
+
+DEFAULT_SPEAKER_VERSION = version_tuple(GOBGP_VERSION) or (0, 0, 0)
 
 # Linux SYN retransmissions (tcp_syn_retries = 6, initial RTO 1 s): sends at these offsets.
 SYN_SENDS = (0, 1, 3, 7, 15, 31, 63)
@@ -82,7 +85,7 @@ class BoundInputs:
     sample_interval: float
     node_count: int
     frr_connect_retry: float = FRR_DEFAULT_CONNECT_RETRY
-    speaker_version: tuple[int, int, int] = (3, 37, 0)
+    speaker_version: tuple[int, int, int] = DEFAULT_SPEAKER_VERSION
 
     @property
     def tolerance(self) -> float:
@@ -110,9 +113,11 @@ class ScenarioBounds:
         return {"scenario": self.scenario, "bounds": {k: b.to_json() for k, b in self.bounds.items()}}
 
 
-def parse_version(text: str) -> tuple[int, int, int]:
-    parts = [int(p) for p in text.lstrip("v").split(".")[:3] if p.isdigit()]
-    return tuple((parts + [0, 0, 0])[:3])  # type: ignore[return-value]
+def _speaker_version(text: str) -> tuple[int, int, int]:
+    parsed = version_tuple(text)
+    if parsed is None:
+        raise ValueError(f"speaker version {text!r} is not a version like 3.37.0")
+    return parsed
 
 
 def syn_gap(connect_retry: float) -> float:
@@ -331,7 +336,7 @@ def recovery_deadline(scenario: str, inp: BoundInputs, margin: float) -> float:
 
 def inputs_from(design_bgp: BgpTimers, health: ProxyTimers | None, facts: GatewayFacts | None, node_ip: str | None,
                 *, probe_interval: float, probe_timeout: float, sample_interval: float, node_count: int,
-                speaker_version: str = "3.37.0") -> BoundInputs:
+                speaker_version: str = GOBGP_VERSION) -> BoundInputs:
     """Rendered timers, overridden by what FRR reports it negotiated with ``node_ip`` (when known)."""
     peer = facts.peers.get(node_ip) if facts is not None and node_ip else None
     if peer is None and facts is not None and facts.peers:
@@ -350,5 +355,5 @@ def inputs_from(design_bgp: BgpTimers, health: ProxyTimers | None, facts: Gatewa
         sample_interval=sample_interval,
         node_count=node_count,
         frr_connect_retry=float(peer.connect_retry) if peer is not None and peer.connect_retry else FRR_DEFAULT_CONNECT_RETRY,
-        speaker_version=parse_version(speaker_version),
+        speaker_version=_speaker_version(speaker_version),
     )

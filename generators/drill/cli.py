@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Callable
 
 from generators.drill.design import DesignError
+from generators.versions import GOBGP_VERSION
+from generators.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from generators.drill.gateway import GatewayError
 from generators.drill.lab_api import Lab
 from generators.readback.rendered import RenderedError
@@ -29,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=1.0, help="probe attempt timeout in seconds")
     p.add_argument("--sample-interval", type=float, default=0.2, help="gateway control-plane sampling interval, s")
     p.add_argument("--margin", type=float, default=1.5, help="deadlines are bound x margin + 5 s")
-    p.add_argument("--speaker-version", default="3.37.0", help="GoBGP version the speakers run (for the bounds)")
+    p.add_argument("--speaker-version", default=GOBGP_VERSION, help="GoBGP version the speakers run (for the bounds)")
     p.add_argument("--restart-delay", type=float, default=None,
                    help="speaker scenarios: start the speaker again after this many seconds "
                         "(default: once the node has left the gateway's FIB)")
@@ -57,21 +59,21 @@ def main(argv: list[str] | None = None, lab_factory: LabFactory | None = None, *
     err = sys.stderr
     if lab_factory is None:
         print("drill: no lab factory given; run it through `invoke drill`, which passes the running lab", file=err)
-        return 2
+        return EXIT_BAD_INPUT
     if args.repeat < 1 or args.rate <= 0 or args.timeout <= 0:
         print("drill: --repeat must be >= 1 and --rate/--timeout positive", file=err)
-        return 2
+        return EXIT_BAD_INPUT
     try:
         scenarios = resolve(args.scenario)
     except ValueError as exc:
         print(f"drill: {exc}", file=err)
-        return 2
+        return EXIT_BAD_INPUT
     lab = lab_factory(name=args.lab_name, inventory=args.inventory)
     opts = DrillOptions(rate=args.rate, timeout=args.timeout, sample_interval=args.sample_interval,
                         margin=args.margin, speaker_version=args.speaker_version, restart_delay=args.restart_delay)
     results: list[DrillResult] = []
     say = (lambda msg: print(f"[drill] {msg}", file=err, flush=True))
-    code = 0
+    code = EXIT_OK
     try:
         for sc in scenarios:
             results.append(run_drill(lab, sc, node=args.node, repeat=args.repeat, rate=args.rate, options=opts,
@@ -80,10 +82,10 @@ def main(argv: list[str] | None = None, lab_factory: LabFactory | None = None, *
         say("interrupted: the fault was undone; checking that the lab verifies")
         ok = _wait_verified(lab, clock, pause, timeout=120.0)
         say("lab verifies" if ok else "LAB DOES NOT VERIFY after 120 s: run `invoke verify` and `invoke lab-up` to repair")
-        code = 130
+        code = EXIT_INTERRUPTED
     except (DrillError, GatewayError, DesignError, RenderedError) as exc:
         print(f"drill: {exc}", file=err)
-        code = 1
+        code = EXIT_FAILED
     if results:
         from generators.drill.report import render_table, report_json, write_report
 
@@ -94,6 +96,6 @@ def main(argv: list[str] | None = None, lab_factory: LabFactory | None = None, *
         if args.json:
             json.dump(report_json(results), sys.stdout, indent=1, sort_keys=True)
             print()
-        if code == 0 and not all(r.ok for r in results):
-            code = 1
+        if code == EXIT_OK and not all(r.ok for r in results):
+            code = EXIT_FAILED
     return code

@@ -27,12 +27,14 @@ from generators.drill.gateway import GatewayFacts, read_gateway_facts
 from generators.drill.lab_api import Lab
 from generators.drill.samples import ControlRun, ProbeRun, parse_control, parse_probe
 from generators.drill.scenarios import SCENARIOS, FaultLedger, Scenario
+from generators.errors import LabToolError
+from generators.versions import GOBGP_VERSION
 
 LAB_WORKDIR = "/tmp/drill"
 PYTHON = "python3"
 
 
-class DrillError(RuntimeError):
+class DrillError(LabToolError):
     """The drill could not run (lab not verified, agent did not start, ...); the message says what to do."""
 
 
@@ -50,7 +52,7 @@ class DrillOptions:
     tail: float = 3.0  # keep probing this long after recovery
     verify_timeout: float = 120.0
     poll: float = 0.25
-    speaker_version: str = "3.37.0"  # GoBGP the twin's speakers run (Cilium 1.19 builds on 3.37)
+    speaker_version: str = GOBGP_VERSION  # GoBGP the twin's speakers run (Cilium 1.19 builds on 3.37)
     # speaker scenarios: restart the speaker this many seconds after the fault (an agent that comes
     # back), instead of once the node has left the gateway's FIB (the whole stale window)
     restart_delay: float | None = None

@@ -8,12 +8,13 @@ from typing import Callable
 from ..checks.verify import gateway_nexthop_objects
 from ..readback.frrstate import ESTABLISHED, kernel_next_hops, needs_nexthop_objects, route_next_hops, session_states
 from .expect import expectation_for
-from .runtime import LabError, LabRuntime
+from ..errors import LabError
+from .access import LabAccess
 
 POLL_S = 0.25
 
 
-def snapshot(lab: LabRuntime, vips: list[str]) -> dict:
+def snapshot(lab: LabAccess, vips: list[str]) -> dict:
     neighbors = lab.vtysh_json("show bgp neighbors json")
     sessions = session_states(neighbors)
     hops, fib = {}, {}
@@ -26,7 +27,7 @@ def snapshot(lab: LabRuntime, vips: list[str]) -> dict:
     return {"sessions": sessions, "next_hops": hops, "fib": fib}
 
 
-def wait_converged(lab: LabRuntime, log: Callable[[str], None], timeout: float | None = None) -> dict:
+def wait_converged(lab: LabAccess, log: Callable[[str], None], timeout: float | None = None) -> dict:
     exp = expectation_for(lab)
     vips = sorted(exp.intended)
     deadline = time.monotonic() + (timeout or lab.lab.converge_timeout)

@@ -18,9 +18,10 @@ from typing import Any, Mapping
 
 import docker
 import docker.errors
+from generators.errors import EnvironmentProblem
 
 
-class EngineError(RuntimeError):
+class EngineError(EnvironmentProblem):
     """Docker refused or failed an operation; the message names it."""
 
 

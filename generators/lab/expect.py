@@ -5,22 +5,10 @@ advertise it (and why not, when none does) is what Cilium would do with the rend
 """
 from __future__ import annotations
 
-from functools import lru_cache
-
 from ..checks.verify import Expectation
-from ..twin import TwinPlan, plan_twin
-from .runtime import LabRuntime
-
-
-@lru_cache(maxsize=8)
-def _plan(rendered_dir: str, manifest: str, k3s_version: str, traefik_chart: str) -> TwinPlan:
-    return plan_twin(rendered_dir, k3s_version=k3s_version, traefik_chart_version=traefik_chart)
-
-
-def twin_plan(lab: LabRuntime) -> TwinPlan:
-    rendered = lab.paths.rendered
-    manifest = (rendered / "MANIFEST.json").read_text() if (rendered / "MANIFEST.json").is_file() else ""
-    return _plan(str(rendered), manifest, lab.model.k3s_version, lab.model.traefik_chart_version)
+from ..twin import TwinPlan
+from .access import LabAccess
+from .kinds.twin import twin_plan
 
 
 def _why_not(plan: TwinPlan, service: str) -> str:
@@ -57,5 +45,5 @@ def expectation_from_plan(plan: TwinPlan, vips_by_role: dict[str, str], apiserve
     )
 
 
-def expectation_for(lab: LabRuntime) -> Expectation:
-    return expectation_from_plan(twin_plan(lab), lab.vips, lab.apiserver_port, lab.dns_name)
+def expectation_for(lab: LabAccess) -> Expectation:
+    return expectation_from_plan(twin_plan(lab.paths, lab.model), lab.vips, lab.apiserver_port, lab.dns_name)

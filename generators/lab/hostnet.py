@@ -12,6 +12,7 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
+from generators.errors import EnvironmentProblem
 
 Run = Callable[[list[str]], subprocess.CompletedProcess]
 
@@ -20,7 +21,7 @@ def run(argv: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(argv, capture_output=True, text=True, check=False)
 
 
-class HostNetError(RuntimeError):
+class HostNetError(EnvironmentProblem):
     pass
 
 

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
 
-from generators.lab.prereqs import GOBGP_MODULE, GOBGP_VERSION, cache_dir, ensure_prereqs, file_lock, gobgp_paths
+from generators.errors import EnvironmentProblem
+from generators.lab.prereqs import cache_dir, ensure_prereqs, file_lock
 
 Log = Callable[[str], None]
 
@@ -36,14 +37,6 @@ Log = Callable[[str], None]
 RECIPE_VERSION = "1"
 TAG_PREFIX = "k3s-bgp-lab"
 DEBOOTSTRAP_TIMEOUT_S = 1800
-
-# Debian's FRR per suite (measured here with debootstrap, late 2026).
-FRR_BY_SUITE = {"bookworm": "8.4.4", "bullseye": "7.5.1"}
-NBIT_SINCE = (8, 3)  # RFC 8538 (graceful-restart "notification", the N-bit) in FRR
-
-GATEWAY_PACKAGES = ("tini", "frr", "frr-pythontools", "iproute2", "iputils-ping", "procps", "tcpdump")
-TWIN_PACKAGES = ("tini", "haproxy", "python3", "iproute2", "iptables", "procps", "iputils-ping", "openssl")
-CLIENT_PACKAGES = ("tini", "curl", "python3", "iproute2", "iputils-ping", "openssl", "ca-certificates")
 
 # Removed from every rootfs: package caches and documentation (Docker provides /dev, /proc, /sys).
 CLEANUP_GLOBS = ("var/cache/apt/archives/*.deb", "var/cache/apt/*.bin", "var/lib/apt/lists/*_*",
@@ -56,7 +49,7 @@ IDLE_CHANGES = ('CMD ["/usr/bin/tini", "--", "sleep", "infinity"]',)
 TAR_EXCLUDES = ("./dev/*", "./proc/*", "./sys/*", "./run/*", "./tmp/*")
 
 
-class ImageError(RuntimeError):
+class ImageError(EnvironmentProblem):
     """An image cannot be specified or built; the message says why and what to do."""
 
 
@@ -128,66 +121,6 @@ def content_hash(spec: ImageSpec) -> str:
 
 def image_tag(spec: ImageSpec) -> str:
     return f"{TAG_PREFIX}/{spec.name}:{content_hash(spec)}"
-
-
-def _parse_version(version: str) -> tuple[int, int, int]:
-    m = re.fullmatch(r"\s*v?(\d{1,3})(?:\.(\d{1,3}))?(?:\.(\d{1,3}))?\s*", str(version))
-    if not m:
-        raise ImageError(f"gateway FRR version {version!r} is not a version like '8.4.4' or '8.1'")
-    major, minor, patch = (int(x) if x is not None else 0 for x in m.groups())
-    if major < 2:
-        raise ImageError(f"gateway FRR version {version!r}: FRR versions start at 2.0")
-    return major, minor, patch
-
-
-def frr_suite_for(version: str) -> tuple[str, str, str]:
-    """Debian suite whose FRR stands in for the gateway's FRR ``version``.
-
-    Returns (suite, Debian's FRR version there, reason). The N-bit (RFC 8538, FRR 8.3+) decides:
-    it changes how long a silently lost node stays in the ECMP group.
-    """
-    v = _parse_version(version)
-    shown = ".".join(str(x) for x in v)
-    if v >= NBIT_SINCE:
-        suite = "bookworm"
-        exact = v[:2] == (8, 4)
-        reason = (f"gateway FRR {shown} has the graceful-restart N-bit (RFC 8538, FRR 8.3+); "
-                  f"Debian bookworm's FRR {FRR_BY_SUITE[suite]} has it too"
-                  + ("" if exact else "; other behaviour of that exact release may differ"))
-    else:
-        suite = "bullseye"
-        reason = (f"gateway FRR {shown} predates the N-bit (RFC 8538, FRR 8.3); Debian bullseye's "
-                  f"FRR {FRR_BY_SUITE[suite]} lacks it too"
-                  + ("" if v[:2] == (7, 5) else "; other behaviour of that exact release may differ")
-                  + ". If bullseye's packages are no longer reachable, use gateway FRR >= 8.3 "
-                  "(bookworm) and expect N-bit behaviour")
-    return suite, FRR_BY_SUITE[suite], reason
-
-
-def gateway_spec(frr_version: str) -> ImageSpec:
-    suite, debian_frr, reason = frr_suite_for(frr_version)
-    return ImageSpec(name="gateway", suite=suite, packages=GATEWAY_PACKAGES,
-                     changes=(*IDLE_CHANGES, f'LABEL k3s-bgp-lab.frr-version="{debian_frr}"'),
-                     note=f"FRR {debian_frr} from Debian {suite}: {reason}")
-
-
-def twin_spec() -> ImageSpec:
-    files = tuple(ExtraFile(f"/usr/local/bin/{name}", path, identity=f"{name} {GOBGP_MODULE}@v{GOBGP_VERSION}")
-                  for name, path in gobgp_paths().items())
-    return ImageSpec(name="twin", suite="bookworm", packages=TWIN_PACKAGES, extra_files=files,
-                     changes=IDLE_CHANGES,
-                     note="twin node: GoBGP 3.37.0 speaker, haproxy L4 proxy, python3 stand-ins")
-
-
-def client_spec() -> ImageSpec:
-    return ImageSpec(name="client", suite="bookworm", packages=CLIENT_PACKAGES,
-                     changes=IDLE_CHANGES,
-                     note="the user's laptop beyond the gateway: curl and TLS tools")
-
-
-def specs_for(gateway_frr_version: str) -> list[ImageSpec]:
-    """The lab's images for a gateway running FRR ``gateway_frr_version``."""
-    return [gateway_spec(gateway_frr_version), twin_spec(), client_spec()]
 
 
 # ---------------------------------------------------------------- building

@@ -15,13 +15,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ..errors import LabError
 from ..model import Model, load_model
 from ..output import MANIFEST, write_tree
-from ..pipeline import render_model
 from . import hostnet
+from .access import LabAccess
+from .converge import snapshot, wait_converged
+from .engine import Engine
+from .faults import LabFaults
 from .images import ensure_images, image_tag
-from .runtime import LabError, LabRuntime, lab_paths
-from .topology import bridge_port, lab_kinds
+from .kinds import lab_kinds
+from .names import bridge_port, lab_paths, validate_lab_name
+from .topology import render_lab_files
 
 Log = Callable[[str], None]
 
@@ -68,12 +73,14 @@ def with_name(model: Model, name: str | None) -> Model:
     return dataclasses.replace(model, lab=dataclasses.replace(model.lab, name=name))
 
 
-def load_lab(inventory: str | Path, name: str | None = None, base: Path | None = None) -> LabRuntime:
-    return LabRuntime(with_name(load_model(inventory), name), base=base)
+def load_lab(inventory: str | Path, name: str | None = None, base: Path | None = None) -> LabFaults:
+    if name is not None:
+        validate_lab_name(name)
+    return LabFaults(with_name(load_model(inventory), name), base=base)
 
 
-def _render(lab: LabRuntime) -> list[str]:
-    files = render_model(lab.model)
+def _render(lab: LabAccess) -> list[str]:
+    files = render_lab_files(lab.model)
     manifest = lab.paths.rendered / MANIFEST
     if manifest.is_file() and manifest.read_text() == files[MANIFEST]:
         return []
@@ -81,7 +88,7 @@ def _render(lab: LabRuntime) -> list[str]:
     return [f"rendered {len(files)} files into {lab.paths.rendered}"]
 
 
-def _containerlab(args: list[str], lab: LabRuntime, log: Log, timeout: float = 600) -> subprocess.CompletedProcess:
+def _containerlab(args: list[str], lab: LabAccess, log: Log, timeout: float = 600) -> subprocess.CompletedProcess:
     exe = shutil.which("containerlab")
     if exe is None:
         raise LabError("containerlab is not installed; `invoke lab-up` installs it (or run `invoke setup`)")
@@ -95,7 +102,7 @@ def _containerlab(args: list[str], lab: LabRuntime, log: Log, timeout: float = 6
     return res
 
 
-def _deploy(lab: LabRuntime, log: Log, rerendered: bool) -> list[str]:
+def _deploy(lab: LabAccess, log: Log, rerendered: bool) -> list[str]:
     wanted = {*lab.nodes, lab.gateway, lab.client}
     have = lab.running_containers()
     if not rerendered and wanted <= {n for n, s in have.items() if s == "running"}:
@@ -108,9 +115,7 @@ def _deploy(lab: LabRuntime, log: Log, rerendered: bool) -> list[str]:
     return [f"containerlab deployed {len(wanted)} nodes"]
 
 
-def lab_up(lab: LabRuntime, log: Log = print, ensure: Callable[[set[str]], None] | None = None) -> UpReport:
-    from .converge import wait_converged
-
+def lab_up(lab: LabAccess, log: Log = print, ensure: Callable[[set[str]], object] | None = None) -> UpReport:
     report = UpReport(lab.name)
     phases = _Phases(report, log)
     host = hostnet.HostState.load(lab.paths.host_state)
@@ -122,7 +127,13 @@ def lab_up(lab: LabRuntime, log: Log = print, ensure: Callable[[set[str]], None]
 
     phases.run("render", render)
     if ensure is not None:
-        phases.run("prereqs", lambda: ensure({"docker", "containerlab", "gobgp"}) or [])
+        need = ensure
+
+        def prereqs() -> list[str]:
+            need({"docker", "containerlab", "gobgp"})
+            return []
+
+        phases.run("prereqs", prereqs)
 
     def images() -> list[str]:
         specs = {k.role: k.image_spec(lab.model) for k in lab_kinds(lab.model)}
@@ -151,15 +162,14 @@ def lab_up(lab: LabRuntime, log: Log = print, ensure: Callable[[set[str]], None]
     return report
 
 
-def failure_logs(lab: LabRuntime, lines: int = 15) -> list[str]:
+def failure_logs(lab: LabAccess, lines: int = 15) -> list[str]:
     """The last lines of every kind's logs inside the containers, for a failed lab-up."""
     out: list[str] = []
     running = {n for n, state in lab.running_containers().items() if state == "running"}
     if not running:
         return ["(no lab container is running: nothing to show from inside)"]
     for kind in lab_kinds(lab.model):
-        names = [lab.gateway] if kind.role == "gateway" else [lab.client] if kind.role == "client" else list(lab.nodes)
-        for node in [n for n in names if n in running]:
+        for node in [n for n in kind.node_names(lab.model) if n in running]:
             for path in kind.log_files():
                 try:
                     res = lab.exec(node, ["tail", "-n", str(lines), path], timeout=10)
@@ -184,8 +194,6 @@ def lab_down(name: str, log: Log = print, base: Path | None = None) -> list[str]
         else:
             done.append("containerlab destroy")
     try:
-        from .engine import Engine
-
         engine = Engine()
         for info in engine.containers({"containerlab": name}):  # whatever containerlab did not remove
             engine.remove(info.name)
@@ -202,12 +210,10 @@ def lab_down(name: str, log: Log = print, base: Path | None = None) -> list[str]
     return done
 
 
-def status(lab: LabRuntime) -> dict:
+def status(lab: LabAccess) -> dict:
     containers = lab.running_containers()
     out: dict = {"lab": lab.name, "containers": containers, "nodes": lab.nodes, "vips": lab.vips, "sessions": {}, "routes": {}, "fib": {}}
     if containers.get(lab.gateway) == "running":
-        from .converge import snapshot
-
         try:
             snap = snapshot(lab, list(lab.vips.values()))
             out.update(sessions=snap["sessions"], routes=snap["next_hops"], fib=snap["fib"])

@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Protocol
 from contextlib import contextmanager
+from generators.errors import EnvironmentProblem
+from generators.versions import CONTAINERLAB_MODULE, CONTAINERLAB_VERSION, GOBGP_MODULE, GOBGP_VERSION
 
 Log = Callable[[str], None]
 
-CONTAINERLAB_VERSION = "0.79.0"
-CONTAINERLAB_MODULE = "github.com/srl-labs/containerlab"
 # containerlab v0.79.0 `deploy` reads /proc/modules and stops when it is missing, which it is on
 # kernels built without loadable-module support (this machine). On such kernels we build it with a
 # one-line fix, applied at build time to a scratch copy of the module's source (nothing of
@@ -53,8 +53,6 @@ CLAB_PATCH_NEW = """\tf, err := os.Open("/proc/modules")
 \t\treturn false, err
 \t}
 """
-GOBGP_VERSION = "3.37.0"
-GOBGP_MODULE = "github.com/osrg/gobgp/v3"
 GOBGP_COMMANDS = ("gobgpd", "gobgp")
 # containerlab v0.79.0 declares `go 1.26.0`; GoBGP v3.37.0 declares `go 1.23.0`.
 GO_MIN_FOR = {"containerlab": (1, 26), "gobgp": (1, 23)}
@@ -104,7 +102,7 @@ def dockerd_log_path() -> Path:
     return cache_dir() / "dockerd.log"
 
 
-class PrereqError(RuntimeError):
+class PrereqError(EnvironmentProblem):
     """A prerequisite is missing and cannot be installed here; the message says what to do."""
 
 

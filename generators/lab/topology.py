@@ -1,31 +1,21 @@
-"""The containerlab topology for a lab inventory: nodes from each kind, links on the switch bridge."""
-from __future__ import annotations
+"""The containerlab topology for a lab inventory: nodes from each kind, links on the switch bridge.
 
-import hashlib
+``render_lab_files`` is what a lab inventory renders: the rack's files (``generators.pipeline``) plus
+``lab.clab.yml``.
+"""
+from __future__ import annotations
 
 import yaml
 
 from ..model import Model
+from ..pipeline import render_model
 from .images import image_tag
-from .kinds import ClientKind, GatewayKind, NodeKind, cluster_kind
+from .kinds import lab_kinds
 from .kinds.client import NAME as CLIENT
 from .kinds.gateway import NAME as GATEWAY
+from .names import bridge_port
 
 CLAB_FILE = "lab.clab.yml"
-
-
-def bridge_port(lab_name: str, node: str) -> str:
-    """Host-side name of ``node``'s port on the switch bridge: unique per lab, at most 15 characters.
-
-    Host interface names are global, so two labs on one host must not both call theirs ``ucg-eth1``.
-    """
-    tag = hashlib.sha256(lab_name.encode()).hexdigest()[:4]
-    return f"{node[:10]}-{tag}"
-
-
-def lab_kinds(model: Model) -> list[NodeKind]:
-    assert model.lab is not None
-    return [GatewayKind(), cluster_kind(model.lab.fidelity), ClientKind()]
 
 
 def clab_topology(model: Model) -> dict:
@@ -42,7 +32,14 @@ def clab_topology(model: Model) -> dict:
 
 
 def render_clab(model: Model) -> dict[str, str]:
-    head = (f"# containerlab topology for lab {model.lab.name!r}, rendered from inventory {model.name!r}.\n"  # type: ignore[union-attr]
-            f"# `invoke lab-up` deploys it; the host bridge {model.lab.bridge!r} must exist first.\n")  # type: ignore[union-attr]
+    lab = model.lab
+    assert lab is not None
+    head = (f"# containerlab topology for lab {lab.name!r}, rendered from inventory {model.name!r}.\n"
+            f"# `invoke lab-up` deploys it; the host bridge {lab.bridge!r} must exist first.\n")
     body = yaml.safe_dump(clab_topology(model), sort_keys=False, default_flow_style=False, width=1000)
     return {CLAB_FILE: head + body}
+
+
+def render_lab_files(model: Model) -> dict[str, str]:
+    """Every file of a lab inventory: the rack's, plus the containerlab topology."""
+    return render_model(model, extra=render_clab(model) if model.lab is not None else {})

@@ -1,7 +1,7 @@
 """BGP timers and what graceful restart costs when a node is lost silently (measured: FACTS.md)."""
 from __future__ import annotations
 
-from generators.readback.cilium import PeerConfig
+from generators.readback.cilium import CRD_HOLD_MIN, PeerConfig
 from generators.readback.frrconf import RouterBgp
 
 from .context import NBIT_SINCE, Context
@@ -16,7 +16,7 @@ def check_timers(ctx: Context) -> None:
         hold, keepalive = config.hold, config.keepalive
         if hold is None or keepalive is None:
             continue
-        if hold < 3:
+        if hold < CRD_HOLD_MIN:
             ctx.add("TIMER-HOLD", doc.file, doc.ref, "spec.timers.holdTimeSeconds",
                     f"holdTimeSeconds is {hold}: the CRD's minimum is 3, so the apiserver rejects the PeerConfig "
                     "and the peers fall back to no PeerConfig at all.",

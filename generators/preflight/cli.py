@@ -11,9 +11,10 @@ import tempfile
 from pathlib import Path
 from typing import TextIO
 
+from generators.errors import EXIT_BAD_INPUT as EXIT_USAGE
+from generators.errors import InputError, InventoryError
+from generators.pipeline import render_inventory
 from generators.readback.rendered import RenderedError
-
-EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
 
 class _Parser(argparse.ArgumentParser):
@@ -22,7 +23,7 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(f"preflight: {message}")
 
 
-class _UsageError(Exception):
+class _UsageError(InputError):
     pass
 
 
@@ -83,15 +84,9 @@ def _check_inventory(path: Path, frr_version: str | None):
     if not path.is_file():
         raise _UsageError(f"preflight: inventory {path} does not exist")
     try:
-        from generators.errors import InventoryError
-        from generators.pipeline import render_inventory
-    except ImportError as exc:
-        raise _UsageError(f"preflight: --inventory needs generators.pipeline.render_inventory ({exc}); "
-                          "render with `invoke gen` and use --dir instead") from exc
-    try:
         files = render_inventory(str(path))
     except InventoryError as exc:
-        raise _UsageError(exc.render() if hasattr(exc, "render") else str(exc)) from exc
+        raise _UsageError(exc.render()) from exc
     with tempfile.TemporaryDirectory(prefix="preflight-") as tmp:
         for rel, text in files.items():
             target = Path(tmp) / rel

@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from generators.readback.frrconf import EBGP_REQUIRES_POLICY_SINCE, NBIT_SINCE, FrrConfig, RouterBgp, parse_frr, version_tuple
+from generators.readback.frrconf import EBGP_REQUIRES_POLICY_SINCE, NBIT_SINCE, FrrConfig, RouterBgp, parse_frr
+from generators.versions import version_tuple
 from generators.readback.rendered import (
     CILIUM_BGP, CILIUM_VALUES, FRR_CONF, PLATFORM_VALUES, Doc, Rendered,
 )

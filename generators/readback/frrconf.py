@@ -18,6 +18,8 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
+from generators.versions import version_tuple
+
 IPV4_UNICAST = ("ipv4", "unicast")
 
 # Top-level (config node) commands that end a ``router bgp`` block when they appear inside it.
@@ -396,20 +398,10 @@ def _parse_neighbor_family(router: RouterBgp, family: AddressFamily, name: str, 
         family.other.append(s)
 
 
-_VERSION = re.compile(r"^(\d+)(?:\.(\d+))?(?:\.(\d+))?")
 # FRR learned the graceful-restart notification (N) bit, RFC 8538, in 8.3; it sends it by default from then on.
 NBIT_SINCE = (8, 3, 0)
 # FRR requires an eBGP policy (or `no bgp ebgp-requires-policy`) since 7.4.
 EBGP_REQUIRES_POLICY_SINCE = (7, 4, 0)
-
-
-def version_tuple(text: str) -> tuple[int, int, int] | None:
-    """``"8.4.4_git"`` -> ``(8, 4, 4)``; ``"10.1"`` -> ``(10, 1, 0)``; None when it is not a version."""
-    match = _VERSION.match(text.strip().lstrip("vV"))
-    if not match:
-        return None
-    major, minor, patch = (int(g) if g else 0 for g in match.groups())
-    return major, minor, patch
 
 
 def supports_n_bit(version: str | tuple[int, int, int] | None) -> bool | None:

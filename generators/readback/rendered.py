@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import yaml
+from generators.errors import InputError
 
 FRR_CONF = "frr/frr.conf"
 FRR_DAEMONS = "frr/daemons"
@@ -23,7 +24,7 @@ CLAB_TOPOLOGY = "lab.clab.yml"
 MANIFEST = "MANIFEST.json"
 
 
-class RenderedError(ValueError):
+class RenderedError(InputError, ValueError):
     """A file in the rendered directory that cannot be read at all."""
 
 

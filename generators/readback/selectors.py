@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from typing import Mapping
+from generators.errors import InputError
 
 
-class SelectorError(ValueError):
+class SelectorError(InputError, ValueError):
     """A selector that Kubernetes itself would reject."""
 
 

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 
 from .bgp import IDLE_HOLD_AFTER_RESET, Advertisement, InstancePlan, PeerPlan
+from generators.errors import InputError
 
 API_BASE_PORT = 50051
 ALLOW_LOCAL_POLICY = "allow-local"
@@ -34,7 +35,7 @@ AFI_SAFI_NAMES = {
 }
 
 
-class GoBgpConfigError(ValueError):
+class GoBgpConfigError(InputError, ValueError):
     """Something in the rendered BGP resources GoBGP cannot be configured with."""
 
 

@@ -10,7 +10,7 @@ from generators.readback.k3s import K3sNode, read_nodes
 from generators.readback.rendered import Rendered, load_rendered
 from generators.readback.services import TRAEFIK_SOURCE, Service, read_services
 
-from . import pki
+from generators import pki
 from .bgp import Advertisement, NodeBgp, evaluate_advertisements, plan_bgp
 from .envoy import Frontend, frontends_for_node
 from .gobgp import GoBgpConfigError, GoBgpInstance, render_instance

@@ -1,17 +1,19 @@
 """The client: the user's laptop on the far side of the gateway."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from ... import pki
 from ...model import Model
-from ..images import ImageSpec, client_spec
-from .base import NodeKind, linux_node
+from ..images import IDLE_CHANGES, ImageSpec
+from .base import NodeAccess, NodeKind, linux_node
 
 NAME = "client"
 CA_PATH = "/etc/lab/ca.pem"
+PACKAGES = ("tini", "curl", "python3", "iproute2", "iputils-ping", "openssl", "ca-certificates")
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ..runtime import LabRuntime
+
+def client_spec() -> ImageSpec:
+    return ImageSpec(name="client", suite="bookworm", packages=PACKAGES, changes=IDLE_CHANGES,
+                     note="the user's laptop beyond the gateway: curl and TLS tools")
 
 
 class ClientKind(NodeKind):
@@ -19,6 +21,9 @@ class ClientKind(NodeKind):
 
     def image_spec(self, model: Model) -> ImageSpec:
         return client_spec()
+
+    def node_names(self, model: Model) -> list[str]:
+        return [NAME]
 
     def clab_nodes(self, model: Model, image: str) -> dict[str, dict]:
         lab = model.lab
@@ -31,14 +36,12 @@ class ClientKind(NodeKind):
             f"sh -c 'grep -q \" {model.apiserver.dns_name}$\" /etc/hosts || echo \"{hosts_line}\" >> /etc/hosts'",
         ])}
 
-    def configure(self, lab: "LabRuntime") -> list[str]:
+    def configure(self, access: NodeAccess) -> list[str]:
         """Trust the lab CA, as a user's kubeconfig trusts the k3s server CA."""
-        from ...twin.pki import ensure_ca, CA_CERT
-
-        ensure_ca(lab.paths.pki)
-        ca = (lab.paths.pki / CA_CERT).read_bytes()
-        res = lab.exec(NAME, ["cat", CA_PATH], timeout=10)
+        pki.ensure_ca(access.paths.pki)
+        ca = (access.paths.pki / pki.CA_CERT).read_bytes()
+        res = access.exec(NAME, ["cat", CA_PATH], timeout=10)
         if res.exit_code == 0 and res.stdout.encode() == ca:
             return []
-        lab.put_file(NAME, CA_PATH, ca, mode=0o644)
+        access.put_files(NAME, {CA_PATH: ca}, mode=0o644)
         return [f"{NAME}: installed the lab CA at {CA_PATH}"]

@@ -1,12 +1,62 @@
 """The gateway: FRR with the rendered frr.conf (the rack's file, byte for byte)."""
 from __future__ import annotations
 
+from ...errors import InputError
 from ...model import Model
-from ..images import ImageSpec, gateway_spec
+from ...readback.frrconf import NBIT_SINCE
+from ...versions import version_tuple
+from ..images import IDLE_CHANGES, ImageError, ImageSpec
 from .base import NET_CAPS, NodeKind, linux_node
 
 NAME = "ucg"
 FRR_LOG = "/var/log/frr/frr.log"
+PACKAGES = ("tini", "frr", "frr-pythontools", "iproute2", "iputils-ping", "procps", "tcpdump")
+# Debian's FRR per suite (measured here with debootstrap, late 2026; docs/FACTS.md).
+FRR_BY_SUITE = {"bookworm": "8.4.4", "bullseye": "7.5.1"}
+
+
+class FrrVersionError(InputError, ImageError):
+    """A gateway FRR version that is not a version (bad input: exit 2)."""
+
+
+def _parse_version(version: str) -> tuple[int, int, int]:
+    parsed = version_tuple(str(version), strict=True)
+    if parsed is None:
+        raise FrrVersionError(f"gateway FRR version {version!r} is not a version like '8.4.4' or '8.1'")
+    if parsed[0] < 2:
+        raise FrrVersionError(f"gateway FRR version {version!r}: FRR versions start at 2.0")
+    return parsed
+
+
+def frr_suite_for(version: str) -> tuple[str, str, str]:
+    """Debian suite whose FRR stands in for the gateway's FRR ``version``.
+
+    Returns (suite, Debian's FRR version there, reason). The N-bit (RFC 8538, FRR 8.3+) decides:
+    it changes how long a silently lost node stays in the ECMP group.
+    """
+    v = _parse_version(version)
+    shown = ".".join(str(x) for x in v)
+    if v >= NBIT_SINCE:
+        suite = "bookworm"
+        exact = v[:2] == (8, 4)
+        reason = (f"gateway FRR {shown} has the graceful-restart N-bit (RFC 8538, FRR 8.3+); "
+                  f"Debian bookworm's FRR {FRR_BY_SUITE[suite]} has it too"
+                  + ("" if exact else "; other behaviour of that exact release may differ"))
+    else:
+        suite = "bullseye"
+        reason = (f"gateway FRR {shown} predates the N-bit (RFC 8538, FRR 8.3); Debian bullseye's "
+                  f"FRR {FRR_BY_SUITE[suite]} lacks it too"
+                  + ("" if v[:2] == (7, 5) else "; other behaviour of that exact release may differ")
+                  + ". If bullseye's packages are no longer reachable, use gateway FRR >= 8.3 "
+                  "(bookworm) and expect N-bit behaviour")
+    return suite, FRR_BY_SUITE[suite], reason
+
+
+def gateway_spec(frr_version: str) -> ImageSpec:
+    suite, debian_frr, reason = frr_suite_for(frr_version)
+    return ImageSpec(name="gateway", suite=suite, packages=PACKAGES,
+                     changes=(*IDLE_CHANGES, f'LABEL k3s-bgp-lab.frr-version="{debian_frr}"'),
+                     note=f"FRR {debian_frr} from Debian {suite}: {reason}")
 
 
 class GatewayKind(NodeKind):
@@ -14,6 +64,9 @@ class GatewayKind(NodeKind):
 
     def image_spec(self, model: Model) -> ImageSpec:
         return gateway_spec(model.gateway.frr_version)
+
+    def node_names(self, model: Model) -> list[str]:
+        return [NAME]
 
     def clab_nodes(self, model: Model, image: str) -> dict[str, dict]:
         lab = model.lab

@@ -1,20 +1,67 @@
-"""Twin cluster nodes: GoBGP configured the way Cilium configures it, from the rendered resources,
-plus the data path Cilium would provide (VIPs on the node, an L4 proxy with active health checks in
-front of the apiserver endpoints, a stand-in apiserver and a stand-in Traefik)."""
+"""Twin cluster nodes: GoBGP configured the way Cilium configures it, from the rendered resources (the
+Python twin in ``generators.twin``), plus the data path Cilium would provide (VIPs on the node, an L4
+proxy with active health checks in front of the apiserver endpoints, a stand-in apiserver and a stand-in
+Traefik)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from functools import lru_cache
 
+from ...errors import LabError
 from ...model import Model
-from ..images import ImageSpec, twin_spec
-from .base import NodeKind, linux_node
+from ...twin import TwinNode, TwinPlan, plan_twin
+from ...twin.plan import TWIN_BIN, TWIN_LOG
+from ..images import IDLE_CHANGES, ExtraFile, ImageSpec
+from ..names import LabPaths
+from ...versions import GOBGP_MODULE, GOBGP_VERSION
+from ..prereqs import gobgp_paths
+from .base import ClusterKind, NodeAccess, linux_node
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ..runtime import LabRuntime
+PACKAGES = ("tini", "haproxy", "python3", "iproute2", "iptables", "procps", "iputils-ping", "openssl")
+LOG_FILES = [f"{TWIN_LOG}/gobgpd-k3s-bgp.log", f"{TWIN_LOG}/haproxy.log", f"{TWIN_LOG}/apiserver.log"]
+TWINRUN = f"{TWIN_BIN}/twinrun.py"
+PID_DIR = "/run/twin"
+_SIGNAL = "import os, sys; os.kill(int(open(sys.argv[1]).read().strip()), int(sys.argv[2]))"
 
 
-class TwinKind(NodeKind):
-    role = "cluster"
+def twin_spec() -> ImageSpec:
+    files = tuple(ExtraFile(f"/usr/local/bin/{name}", path, identity=f"{name} {GOBGP_MODULE}@v{GOBGP_VERSION}")
+                  for name, path in gobgp_paths().items())
+    return ImageSpec(name="twin", suite="bookworm", packages=PACKAGES, extra_files=files, changes=IDLE_CHANGES,
+                     note=f"twin node: GoBGP {GOBGP_VERSION} speaker, haproxy L4 proxy, python3 stand-ins")
+
+
+@lru_cache(maxsize=8)
+def _plan(rendered_dir: str, manifest: str, k3s_version: str, traefik_chart: str) -> TwinPlan:
+    return plan_twin(rendered_dir, k3s_version=k3s_version, traefik_chart_version=traefik_chart)
+
+
+def twin_plan(paths: LabPaths, model: Model) -> TwinPlan:
+    """The twin's plan for the lab's rendered directory (cached per MANIFEST, so per rendering)."""
+    rendered = paths.rendered
+    manifest = (rendered / "MANIFEST.json").read_text() if (rendered / "MANIFEST.json").is_file() else ""
+    return _plan(str(rendered), manifest, model.k3s_version, model.traefik_chart_version)
+
+
+def _current_files(access: NodeAccess, node: str, paths: list[str]) -> dict[str, bytes]:
+    """What the container holds now at ``paths`` (missing files are left out)."""
+    out: dict[str, bytes] = {}
+    for path in paths:
+        res = access.exec(node, ["cat", path], timeout=10)
+        if res.exit_code == 0:
+            out[path] = res.stdout.encode()
+    return out
+
+
+def _run_all(access: NodeAccess, node: str, cmds: list[list[str]]) -> None:
+    for argv in cmds:
+        res = access.exec(node, argv, timeout=60)
+        if res.exit_code != 0:
+            raise LabError(f"{node}: `{' '.join(argv[:5])}` failed (exit {res.exit_code})",
+                           (res.stderr or res.stdout).splitlines()[-10:])
+
+
+class TwinKind(ClusterKind):
+    fidelity = "twin"
 
     def image_spec(self, model: Model) -> ImageSpec:
         return twin_spec()
@@ -28,12 +75,60 @@ class TwinKind(NodeKind):
         ], sysctls={  # VIPs sit on lo: never answer ARP for them (Cilium puts them on no interface)
             "net.ipv4.conf.all.arp_ignore": "1", "net.ipv4.conf.all.arp_announce": "2"}) for n in model.nodes}
 
-    def configure(self, lab: "LabRuntime") -> list[str]:
-        from .twin_runtime import configure_twin
-
-        return configure_twin(lab)
-
     def log_files(self) -> list[str]:
-        from .twin_runtime import LOG_FILES
-
         return LOG_FILES
+
+    def configure(self, access: NodeAccess) -> list[str]:
+        """Copy each node's files (only those that differ) and run its idempotent start commands."""
+        plan = twin_plan(access.paths, access.model)
+        changed: list[str] = []
+        for name, node in plan.nodes.items():
+            files = node.files(access.paths.pki)
+            current = _current_files(access, name, list(files))
+            stale = {p: b for p, b in files.items() if current.get(p) != b}
+            if stale:
+                access.put_files(name, stale, mode=0o644)
+                changed.append(f"{name}: wrote {len(stale)} file(s)")
+            for argv in node.start_commands():
+                res = access.exec(name, argv, timeout=60)
+                if res.exit_code != 0:
+                    raise LabError(f"{name}: `{' '.join(argv[:6])}...` failed (exit {res.exit_code})",
+                                   (res.stderr or res.stdout).strip().splitlines()[-15:])
+                if "started" in res.stdout:
+                    changed.append(f"{name}: {res.stdout.strip().splitlines()[-1]}")
+        return changed
+
+    # ----------------------------------------------------------------- faults (drills)
+    def _node(self, access: NodeAccess, node: str) -> TwinNode:
+        plan = twin_plan(access.paths, access.model)
+        if node not in plan.nodes:
+            raise LabError(f"no twin node {node!r}; nodes: {', '.join(plan.nodes)}")
+        return plan.nodes[node]
+
+    def _speaker(self, access: NodeAccess, node: str) -> str:
+        names = [p for p in self._node(access, node).processes() if p.startswith("gobgpd-")]
+        if not names:
+            raise LabError(f"{node} runs no BGP speaker (its labels match no CiliumBGPClusterConfig)")
+        return names[0]
+
+    def _start(self, access: NodeAccess, node: str, process: str) -> None:
+        """Start one process the way lab-up does (a speaker also re-injects its routes)."""
+        cmds = [c for c in self._node(access, node).restart_commands(process)
+                if c[:4] != ["python3", TWINRUN, "stop", process]]
+        _run_all(access, node, cmds)
+
+    def signal_speaker(self, access: NodeAccess, node: str, sig: int) -> None:
+        pid_file = f"{PID_DIR}/{self._speaker(access, node)}.pid"
+        _run_all(access, node, [["python3", "-c", _SIGNAL, pid_file, str(int(sig))]])
+
+    def start_speaker(self, access: NodeAccess, node: str) -> None:
+        self._start(access, node, self._speaker(access, node))
+
+    def stop_speaker_graceful(self, access: NodeAccess, node: str) -> None:
+        _run_all(access, node, [["python3", TWINRUN, "stop", self._speaker(access, node)]])
+
+    def stop_apiserver(self, access: NodeAccess, node: str) -> None:
+        _run_all(access, node, [["python3", TWINRUN, "stop", "apiserver"]])
+
+    def start_apiserver(self, access: NodeAccess, node: str) -> None:
+        self._start(access, node, "apiserver")

@@ -98,7 +98,7 @@ func run() error {
 	}
 
 	flags := pflag.NewFlagSet("cilium-bgp-host", pflag.ContinueOnError)
-	statusAddr := flags.String("status-addr", "127.0.0.1:9234", "Loopback address of the JSON status server (/version, /state, /healthz)")
+	statusAddr := flags.String("status-addr", "127.0.0.1:9235", "Loopback address of the JSON status server (/version, /state, /healthz)")
 	ipamMode := flags.String(option.IPAM, ipamOption.IPAMKubernetes, "IPAM mode Cilium's BGP control plane assumes for pod CIDR advertisements (the agent's --ipam)")
 
 	st := &handles{

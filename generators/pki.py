@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from generators.errors import InputError
+
 CA_CERT = "ca.crt"
 CA_KEY = "ca.key"
 CA_DAYS = 3650
@@ -25,7 +27,7 @@ LEAF_DAYS = 365
 RENEW_BEFORE = dt.timedelta(days=30)
 
 
-class PkiError(RuntimeError):
+class PkiError(InputError):
     """A PKI file that exists but cannot be used; the message says which and how to fix it."""
 
 
