@@ -5,8 +5,8 @@ only lab inventories add the containerlab topology.
 """
 from __future__ import annotations
 
+import importlib.resources
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -14,7 +14,8 @@ import yaml
 
 from .model import Model
 
-CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
+# The Jinja templates: the top-level configs/ of the checkout, shipped as the package `generators.configs`.
+CONFIGS = importlib.resources.files("generators.configs")
 
 # The seed's platform chart is itself a Helm template: this expression must reach the file verbatim.
 HELM_BASE_DOMAIN = "{{ .Values.baseClusterDomain }}"
@@ -33,9 +34,13 @@ def _to_yaml(value: Any, indent: int) -> str:
     return "\n".join(pad + line for line in text.rstrip("\n").split("\n"))
 
 
+def _template_source(name: str) -> str:
+    return CONFIGS.joinpath(name).read_text(encoding="utf-8")
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(CONFIGS_DIR)),
+        loader=jinja2.FunctionLoader(_template_source),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,

@@ -39,8 +39,8 @@ from typing import Any, Iterable, Iterator, Mapping, NamedTuple
 import jsonschema
 import yaml
 from generators.errors import EnvironmentProblem
+from generators.gomod import GoModuleError, cache_dir, download
 
-GO_DOWNLOAD_TIMEOUT_S = 900
 FRR_TIMEOUT_S = 60
 
 
@@ -99,8 +99,7 @@ def gateway_api_version_for_traefik(chart_version: str) -> str:
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "k3s-bgp-lab" / "schemas"
+    return cache_dir() / "schemas"
 
 
 def _plain_version(version: str) -> str:
@@ -139,53 +138,6 @@ class SchemaBundle:
 
     def crd(self, api_version: str, kind: str) -> CrdVersion | None:
         return self.crds.get((api_version, kind))
-
-
-def _go_binary(source: ModuleSource, version: str, cache: Path) -> str:
-    go = shutil.which("go")
-    if go is None:
-        raise SchemaSourceError(
-            f"{source.module}@v{version}: schemas are not cached in {cache} and the Go toolchain (`go`) is not "
-            "on PATH. Install Go (any release with module support, e.g. Debian's golang-go) so the module can be "
-            "downloaded, or copy that cache directory from a machine that has it."
-        )
-    return go
-
-
-def _go_mod_download(source: ModuleSource, version: str, workdir: Path, cache: Path) -> dict:
-    """Run `go mod download -json module@vX` into a private module cache under ``workdir``."""
-    go = _go_binary(source, version, cache)
-    env = dict(os.environ)
-    env.update(
-        GOMODCACHE=str(workdir / "modcache"),
-        GOFLAGS="-modcacherw",  # so the temporary module cache can be removed afterwards
-        GOWORK="off",
-        GO111MODULE="on",
-        GOTOOLCHAIN="local",
-    )
-    target = f"{source.module}@v{version}"
-    try:
-        proc = subprocess.run(
-            [go, "mod", "download", "-json", target],
-            cwd=workdir, env=env, capture_output=True, text=True, timeout=GO_DOWNLOAD_TIMEOUT_S,
-        )
-    except subprocess.TimeoutExpired:
-        raise SchemaSourceError(
-            f"{target}: `go mod download` did not finish in {GO_DOWNLOAD_TIMEOUT_S} s; check the network and "
-            "`go env GOPROXY`"
-        ) from None
-    info: dict = {}
-    try:
-        info = json.loads(proc.stdout) if proc.stdout.strip() else {}
-    except json.JSONDecodeError:
-        pass
-    if proc.returncode != 0 or info.get("Error") or not info.get("Zip"):
-        reason = info.get("Error") or proc.stderr.strip() or f"exit code {proc.returncode}"
-        raise SchemaSourceError(
-            f"{target}: `go mod download` failed: {reason}. Check the network, `go env GOPROXY` and "
-            f"`go env GONOSUMDB`/`GOSUMDB`, or copy {cache} from a machine that has it."
-        )
-    return info
 
 
 def _crd_versions(crd: dict) -> Iterator[CrdVersion]:
@@ -249,7 +201,10 @@ def fetch_bundle(source: ModuleSource, version: str, cache_dir: Path | None = No
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".go-", dir=cache) as work:
         workdir = Path(work)
-        info = _go_mod_download(source, version, workdir, final)
+        try:
+            info = download(source.module, version, why=f"schemas, not yet cached in {final}")
+        except GoModuleError as exc:
+            raise SchemaSourceError(f"{exc}; or copy {cache} from a machine that has it") from exc
         staging = workdir / "staging"
         staging.mkdir()
         files = _extract(source, version, Path(info["Zip"]), staging)

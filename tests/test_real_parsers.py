@@ -334,6 +334,8 @@ def test_missing_go_and_cache_fails_with_a_message(tmp_path: Path, monkeypatch: 
 
 def test_refused_module_download_fails_with_a_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GOPROXY", "off")  # what a proxy that refuses looks like to us, without the network
+    monkeypatch.setenv("GOMODCACHE", str(tmp_path / "empty-modcache"))  # a machine that has not downloaded it
+    monkeypatch.setenv("GOFLAGS", "-modcacherw")
     with pytest.raises(S.SchemaSourceError, match=r"github\.com/cilium/cilium@v1\.19\.3"):
         S.fetch_bundle(S.CILIUM, "1.19.3", cache_dir=tmp_path / "cache")
     assert not (tmp_path / "cache" / "cilium-1.19.3").exists()

@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from generators.errors import EnvironmentProblem
-from generators.lab.prereqs import cache_dir, ensure_prereqs, file_lock
+from generators.gomod import cache_dir
+from generators.lab.prereqs import ensure_prereqs, file_lock
 
 Log = Callable[[str], None]
 

@@ -17,7 +17,6 @@ Parts (the ``need`` set):
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import re
 import shutil
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Protocol
 from contextlib import contextmanager
 from generators.errors import EnvironmentProblem
+from generators.gomod import cache_dir, download, go_env
 from generators.versions import CONTAINERLAB_MODULE, CONTAINERLAB_VERSION, GOBGP_MODULE, GOBGP_VERSION
 
 Log = Callable[[str], None]
@@ -76,12 +76,6 @@ PART_PACKAGES: dict[str, tuple[str, ...]] = {
     "images": ("debootstrap",),
 }
 DOCKER_START_TIMEOUT_S = 60.0
-
-
-def cache_dir() -> Path:
-    """Root of the lab's machine-local cache (``$K3S_BGP_LAB_CACHE`` or ~/.cache/k3s-bgp-lab)."""
-    env = os.environ.get("K3S_BGP_LAB_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "k3s-bgp-lab"
 
 
 def bin_dir() -> Path:
@@ -405,20 +399,11 @@ def _start_dockerd(probe: Probe, log: Log) -> None:
 
 
 def _go_env(gobin: Path | None = None) -> dict[str, str]:
-    env = {**os.environ, "CGO_ENABLED": "0", "GOTOOLCHAIN": "local"}
-    if gobin is not None:
-        env["GOBIN"] = str(gobin)
-    return env
+    return go_env(GOBIN=str(gobin)) if gobin is not None else go_env()
 
 
 def _module_dir(module: str, version: str) -> Path:
-    proc = _run(["go", "mod", "download", "-json", f"{module}@{version}"], timeout=900,
-                env=_go_env())
-    _check(proc, f"go mod download {module}@{version}", "Check that the Go module proxy is reachable.")
-    info = json.loads(proc.stdout)
-    if info.get("Error"):
-        raise PrereqError(f"go mod download {module}@{version}: {info['Error']}")
-    return Path(info["Dir"])
+    return Path(download(module, version)["Dir"])
 
 
 def _build_in_module(module: str, version: str, packages: dict[str, str], out_dir: Path,

@@ -15,7 +15,6 @@ Facts about FRR defaults that callers rely on (see FACTS.md):
 from __future__ import annotations
 
 import ipaddress
-import re
 from dataclasses import dataclass, field
 
 from generators.versions import version_tuple
