@@ -7,6 +7,7 @@ Brings each benchmark lab up (benchmarks/lab-seed.yml, benchmarks/lab-seed-gr-of
 scenario --repeat times through the same runner as `invoke drill`, prints the median of each
 measure, writes the raw rows as JSON, and takes the lab down. Takes about half an hour.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,7 +17,10 @@ import statistics
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-VARIANTS = {"graceful restart on (seed)": "benchmarks/lab-seed.yml", "graceful restart off": "benchmarks/lab-seed-gr-off.yml"}
+VARIANTS = {
+    "graceful restart on (seed)": "benchmarks/lab-seed.yml",
+    "graceful restart off": "benchmarks/lab-seed-gr-off.yml",
+}
 SCENARIOS = ["node-power-loss", "speaker-crash", "speaker-graceful-stop", "apiserver-down", "gateway-restart"]
 
 
@@ -66,11 +70,16 @@ def main() -> int:
                 res = run_drill(lab, scenario, repeat=args.repeat, say=lambda m: None)
                 results.setdefault(variant, {})[scenario] = [summarize(r) for r in res.runs]
                 runs = results[variant][scenario]
-                windows = {vip: median_or_dash([r["loss_window_s"].get(vip) for r in runs]) for vip in ("apiserver", "traefik")}
-                print(f"{variant:<28} {scenario:<22} detect {median_or_dash([r['detect_s'] for r in runs]):>6} s  "
-                      f"loss apiserver {windows['apiserver']:>6} s  traefik {windows['traefik']:>6} s  "
-                      f"recovery {median_or_dash([r['recovery_s'] for r in runs]):>6} s  "
-                      f"failed {[r['failed'] for r in runs]}", flush=True)
+                windows = {
+                    vip: median_or_dash([r["loss_window_s"].get(vip) for r in runs]) for vip in ("apiserver", "traefik")
+                }
+                print(
+                    f"{variant:<28} {scenario:<22} detect {median_or_dash([r['detect_s'] for r in runs]):>6} s  "
+                    f"loss apiserver {windows['apiserver']:>6} s  traefik {windows['traefik']:>6} s  "
+                    f"recovery {median_or_dash([r['recovery_s'] for r in runs]):>6} s  "
+                    f"failed {[r['failed'] for r in runs]}",
+                    flush=True,
+                )
         finally:
             lab_down(lab.name, log=lambda m: None)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

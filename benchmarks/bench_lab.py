@@ -6,6 +6,7 @@
 Prints every run and the median. Needs root, Docker and containerlab (run `invoke setup` first).
 --cold also removes the lab images and builds them with an empty cache (about 2 minutes).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,9 +22,24 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    mem = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))) // 1024**2
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem = (
+        int(
+            next(
+                line.split()[1]
+                for line in Path("/proc/meminfo").read_text().splitlines()
+                if line.startswith("MemTotal")
+            )
+        )
+        // 1024**2
+    )
     return f"{os.cpu_count()} cores ({cpu}), {mem} GiB, kernel {platform.release()}"
 
 
@@ -71,8 +87,11 @@ def main() -> int:
         t0 = time.monotonic()
         lab_down(lab.name, log=quiet)
         downs.append(time.monotonic() - t0)
-        print(f"run {i + 1}: lab-up to converged {ups[-1]:.1f} s ("
-              + ", ".join(f"{p.name} {p.seconds:.1f}" for p in report.phases) + f"), lab-down {downs[-1]:.1f} s")
+        print(
+            f"run {i + 1}: lab-up to converged {ups[-1]:.1f} s ("
+            + ", ".join(f"{p.name} {p.seconds:.1f}" for p in report.phases)
+            + f"), lab-down {downs[-1]:.1f} s"
+        )
     print(f"median lab-up to converged: {statistics.median(ups):.1f} s over {args.runs} runs")
     print("median per phase: " + ", ".join(f"{k} {statistics.median(v):.1f} s" for k, v in phases.items()))
     print(f"median lab-down: {statistics.median(downs):.1f} s")

@@ -8,6 +8,7 @@
 
 Exit codes (generators.errors): 0 success, 1 a check failed, 2 bad input, 3 environment problem, 130 interrupted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,6 +44,7 @@ def cmd_gen(inventory: str, out: str, as_json: bool = False) -> int:
 
 def cmd_preflight(argv: list[str]) -> int:
     """Preflight reads files only; with --inventory, the gateway's FRR version comes from the model."""
+
     def body() -> int:
         args = list(argv)
         if "--inventory" in args and "--frr-version" not in args:
@@ -56,10 +58,12 @@ def cmd_preflight(argv: list[str]) -> int:
 
 def cmd_validate(inventory: str, directory: str | None, as_json: bool = False) -> int:
     """Every rendered file against the real schemas (Cilium CRDs and chart, Kubernetes, Gateway API) and FRR."""
+
     def body() -> int:
         model = load_model(inventory)
-        versions = schemas.SchemaVersions(cilium=model.cilium_version, kubernetes=model.k3s_version,
-                                          traefik_chart=model.traefik_chart_version)
+        versions = schemas.SchemaVersions(
+            cilium=model.cilium_version, kubernetes=model.k3s_version, traefik_chart=model.traefik_chart_version
+        )
         if directory is not None:
             problems = schemas.validate_rendered(load_rendered(directory), versions)
             source = directory
@@ -75,24 +79,31 @@ def cmd_validate(inventory: str, directory: str | None, as_json: bool = False) -
                 print(where)
                 for error in errors:
                     print(f"  {error}")
-            print(f"{'no problem' if not problems else f'{len(problems)} file(s) with problems'} in {source} "
-                  f"(Cilium {versions.cilium}, Kubernetes {schemas.k8s_minor_of(versions.kubernetes)}, "
-                  f"Gateway API {versions.gateway_api})")
+            print(
+                f"{'no problem' if not problems else f'{len(problems)} file(s) with problems'} in {source} "
+                f"(Cilium {versions.cilium}, Kubernetes {schemas.k8s_minor_of(versions.kubernetes)}, "
+                f"Gateway API {versions.gateway_api})"
+            )
         return EXIT_FAILED if problems else EXIT_OK
 
     return run_command(body)
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="k3s-bgp-lab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="k3s-bgp-lab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = p.add_subparsers(dest="command", required=True)
     g = sub.add_parser("gen", help="render every config of the design from one inventory")
     g.add_argument("--inventory", default="topology/rack.yml", help="inventory file (default: topology/rack.yml)")
     g.add_argument("--out", required=True, help="output directory (replaced atomically)")
     g.add_argument("--json", action="store_true", help="print the file list as JSON")
     v = sub.add_parser("validate", help="check rendered files against the real schemas and FRR")
-    v.add_argument("--inventory", default="topology/rack.yml", help="inventory: its versions pick the schemas; "
-                   "without --dir its rendering is checked")
+    v.add_argument(
+        "--inventory",
+        default="topology/rack.yml",
+        help="inventory: its versions pick the schemas; without --dir its rendering is checked",
+    )
     v.add_argument("--dir", default=None, help="a rendered directory to check (ours or hand-written, same layout)")
     v.add_argument("--json", action="store_true", help="print the problems as JSON")
     sub.add_parser("preflight", help="check a rendered directory for the design's pitfalls", add_help=False)

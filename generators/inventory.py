@@ -4,6 +4,7 @@ An inventory may say ``include: other.yml`` (or a list): the included files are 
 this file's keys are merged over them (mappings merge key by key, everything else is replaced).
 Each leaf remembers which file set it, so that a later error can name the right file.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -55,7 +56,11 @@ def _read_yaml(path: Path, chain: tuple[Path, ...]) -> dict:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise problem(f"the top level is a {type(data).__name__}, not a mapping", "start the file with keys such as `name:` and `nodes:`", data)
+        raise problem(
+            f"the top level is a {type(data).__name__}, not a mapping",
+            "start the file with keys such as `name:` and `nodes:`",
+            data,
+        )
     return data
 
 
@@ -80,13 +85,25 @@ def _load(path: Path, chain: tuple[Path, ...], raw: RawInventory) -> dict:
     path = path.resolve()
     if path in chain:
         cycle = " -> ".join(str(p) for p in chain + (path,))
-        raise InventoryError([Problem(str(chain[-1]), INCLUDE_KEY, str(path), f"include cycle: {cycle}", "remove one of the includes")])
+        raise InventoryError(
+            [Problem(str(chain[-1]), INCLUDE_KEY, str(path), f"include cycle: {cycle}", "remove one of the includes")]
+        )
     data = _read_yaml(path, chain)
     includes = data.pop(INCLUDE_KEY, [])
     if isinstance(includes, str):
         includes = [includes]
     if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
-        raise InventoryError([Problem(str(path), INCLUDE_KEY, includes, "must be a file name or a list of file names", "e.g. `include: rack.yml`")])
+        raise InventoryError(
+            [
+                Problem(
+                    str(path),
+                    INCLUDE_KEY,
+                    includes,
+                    "must be a file name or a list of file names",
+                    "e.g. `include: rack.yml`",
+                )
+            ]
+        )
     merged: dict = {}
     for inc in includes:
         merged = _merge(merged, _load(path.parent / inc, chain + (path,), raw), None, path)

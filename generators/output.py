@@ -1,4 +1,5 @@
 """Stage 4: write rendered files into a directory, all or nothing, with a MANIFEST.json."""
+
 from __future__ import annotations
 
 import hashlib
@@ -28,7 +29,10 @@ def manifest(files: dict[str, str], inventory_name: str, inventory_digest: str) 
         "tool": TOOL,
         "tool_version": __version__,
         "inventory": {"name": inventory_name, "sha256": inventory_digest},
-        "files": {rel: {"sha256": sha256_text(text), "bytes": len(text.encode("utf-8"))} for rel, text in sorted(files.items())},
+        "files": {
+            rel: {"sha256": sha256_text(text), "bytes": len(text.encode("utf-8"))}
+            for rel, text in sorted(files.items())
+        },
     }
     return json.dumps(doc, indent=2, sort_keys=True) + "\n"
 
@@ -45,7 +49,10 @@ def write_tree(files: dict[str, str], out_dir: str | Path) -> Path:
     """
     out = Path(out_dir).resolve()
     if out.exists() and (not out.is_dir() or not _is_ours(out)):
-        raise OutputError(f"{out}: refusing to replace it: it exists and was not written by `gen` (no {MANIFEST}); choose another --out or remove it")
+        raise OutputError(
+            f"{out}: refusing to replace it: it exists and was not written by `gen` (no {MANIFEST}); "
+            "choose another --out or remove it"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:

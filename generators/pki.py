@@ -4,6 +4,7 @@ rendered k3s ``tls-san`` (IP entries as IP SANs, the rest as DNS SANs).
 Idempotent: an existing CA is reused, and a node certificate is rewritten only when it is missing, not
 signed by the CA, has different SANs, or expires within 30 days. A second run changes no file.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -54,8 +55,7 @@ def cert_sans(cert: x509.Certificate) -> tuple[set[str], set[str]]:
         ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return set(), set()
-    return ({str(ip) for ip in ext.get_values_for_type(x509.IPAddress)},
-            set(ext.get_values_for_type(x509.DNSName)))
+    return ({str(ip) for ip in ext.get_values_for_type(x509.IPAddress)}, set(ext.get_values_for_type(x509.DNSName)))
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -73,8 +73,9 @@ def _write(path: Path, data: bytes) -> None:
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _now() -> dt.datetime:
@@ -91,7 +92,9 @@ def ensure_ca(pki_dir: str | Path, name: str = "k3s-bgp-lab CA") -> tuple[x509.C
             cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
             key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
         except ValueError as exc:
-            raise PkiError(f"{pki}: {CA_CERT}/{CA_KEY} cannot be read ({exc}); delete both to create a new lab CA") from exc
+            raise PkiError(
+                f"{pki}: {CA_CERT}/{CA_KEY} cannot be read ({exc}); delete both to create a new lab CA"
+            ) from exc
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise PkiError(f"{key_path}: not an EC key; delete {CA_CERT} and {CA_KEY} to create a new lab CA")
         return cert, key
@@ -100,15 +103,32 @@ def ensure_ca(pki_dir: str | Path, name: str = "k3s-bgp-lab CA") -> tuple[x509.C
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = _now()
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=CA_DAYS))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                         content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                         key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=CA_DAYS))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
     _write_private(key_path, _key_pem(key))
     _write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
     return cert, key
@@ -132,10 +152,15 @@ def _current(cert_path: Path, key_path: Path, ca: x509.Certificate, sans: list[s
         return False
     wanted_ips = {str(e.value) for e in san_entries(sans) if isinstance(e, x509.IPAddress)}
     wanted_dns = {e.value for e in san_entries(sans) if isinstance(e, x509.DNSName)}
-    same_key = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) \
-        == cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return (same_key and _signed_by(cert, ca) and cert_sans(cert) == (wanted_ips, wanted_dns)
-            and cert.not_valid_after_utc - _now() > RENEW_BEFORE)
+    same_key = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    ) == cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return (
+        same_key
+        and _signed_by(cert, ca)
+        and cert_sans(cert) == (wanted_ips, wanted_dns)
+        and cert.not_valid_after_utc - _now() > RENEW_BEFORE
+    )
 
 
 def ensure_node_cert(pki_dir: str | Path, node: str, sans: list[str] | tuple[str, ...]) -> NodeCert:
@@ -148,20 +173,35 @@ def ensure_node_cert(pki_dir: str | Path, node: str, sans: list[str] | tuple[str
     if not _current(cert_path, key_path, ca, list(sans)):
         key = ec.generate_private_key(ec.SECP256R1())
         now = _now()
-        cert = (x509.CertificateBuilder()
-                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{node} stand-in apiserver")]))
-                .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=LEAF_DAYS))
-                .add_extension(x509.SubjectAlternativeName(san_entries(sans)), critical=False)
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False, key_cert_sign=False,
-                                             crl_sign=False, content_commitment=False, data_encipherment=False,
-                                             key_agreement=False, encipher_only=False, decipher_only=False),
-                               critical=True)
-                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-                .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-                .sign(ca_key, hashes.SHA256()))
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{node} stand-in apiserver")]))
+            .issuer_name(ca.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=LEAF_DAYS))
+            .add_extension(x509.SubjectAlternativeName(san_entries(sans)), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    key_encipherment=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    content_commitment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
         _write_private(key_path, _key_pem(key))
         _write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
     return NodeCert(cert_path=cert_path, key_path=key_path, ca_path=pki / CA_CERT)

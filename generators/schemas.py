@@ -18,6 +18,7 @@ module proxy ``go env GOPROXY`` names; the files we need are extracted and cache
 ``~/.cache/k3s-bgp-lab/schemas/<source>-<version>/`` so later runs need neither Go nor network.
 A source that cannot be reached raises :class:`SchemaSourceError`, never a silent skip.
 """
+
 from __future__ import annotations
 
 import copy
@@ -38,6 +39,7 @@ from typing import Any, Iterable, Iterator, Mapping, NamedTuple
 
 import jsonschema
 import yaml
+
 from generators.errors import EnvironmentProblem
 from generators.gomod import GoModuleError, cache_dir, download
 
@@ -145,7 +147,7 @@ def _crd_versions(crd: dict) -> Iterator[CrdVersion]:
     if crd.get("kind") != "CustomResourceDefinition" or not spec.get("versions"):
         return
     for ver in spec["versions"]:
-        schema = ((ver.get("schema") or {}).get("openAPIV3Schema"))
+        schema = (ver.get("schema") or {}).get("openAPIV3Schema")
         if not ver.get("served", False) or not isinstance(schema, dict):
             continue
         yield CrdVersion(spec["group"], ver["name"], spec["names"]["kind"], spec.get("scope", ""), schema)
@@ -159,8 +161,11 @@ def _extract(source: ModuleSource, version: str, zip_path: Path, out: Path) -> l
         names = set(zf.namelist())
         for crd_dir in source.crd_dirs:
             members = sorted(
-                n for n in names
-                if n.startswith(prefix + crd_dir + "/") and n.endswith(".yaml") and "/" not in n[len(prefix + crd_dir) + 1:]
+                n
+                for n in names
+                if n.startswith(prefix + crd_dir + "/")
+                and n.endswith(".yaml")
+                and "/" not in n[len(prefix + crd_dir) + 1 :]
             )
             if not members:
                 raise SchemaSourceError(f"{source.module}@v{version}: no CRD files under {crd_dir}/ in the module")
@@ -168,8 +173,14 @@ def _extract(source: ModuleSource, version: str, zip_path: Path, out: Path) -> l
                 for doc in yaml.safe_load_all(zf.read(member)):
                     for cv in _crd_versions(doc or {}):
                         rel = f"crds/{cv.group}/{cv.version}/{cv.kind}.json"
-                        payload = {"group": cv.group, "version": cv.version, "kind": cv.kind, "scope": cv.scope,
-                                   "from": member[len(prefix):], "openAPIV3Schema": cv.schema}
+                        payload = {
+                            "group": cv.group,
+                            "version": cv.version,
+                            "kind": cv.kind,
+                            "scope": cv.scope,
+                            "from": member[len(prefix) :],
+                            "openAPIV3Schema": cv.schema,
+                        }
                         _write_json(out / rel, payload)
                         written.append(rel)
         for extra in source.extra_files:
@@ -194,7 +205,7 @@ def fetch_bundle(source: ModuleSource, version: str, cache_dir: Path | None = No
     an interrupted run leaves no half cache behind (``SOURCE.json`` is written last, inside).
     """
     version = _plain_version(version)
-    cache = (cache_dir or default_cache_dir())
+    cache = cache_dir or default_cache_dir()
     final = cache / f"{source.name}-{version}"
     if (final / "SOURCE.json").is_file():
         return final
@@ -210,10 +221,17 @@ def fetch_bundle(source: ModuleSource, version: str, cache_dir: Path | None = No
         files = _extract(source, version, Path(info["Zip"]), staging)
         origin = {k: info.get(k) for k in ("Path", "Version", "Sum", "GoModSum", "Origin")}
         zip_size = Path(info["Zip"]).stat().st_size
-        _write_json(staging / "SOURCE.json", {
-            "module": source.module, "version": version, "go": origin, "zip_bytes": zip_size,
-            "fetched_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "files": files,
-        })
+        _write_json(
+            staging / "SOURCE.json",
+            {
+                "module": source.module,
+                "version": version,
+                "go": origin,
+                "zip_bytes": zip_size,
+                "fetched_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "files": files,
+            },
+        )
         try:
             os.rename(staging, final)
         except OSError:
@@ -233,7 +251,7 @@ def _load_bundle_cached(source: ModuleSource, version: str, cache: Path) -> Sche
             cv = CrdVersion(data["group"], data["version"], data["kind"], data["scope"], data["openAPIV3Schema"])
             bundle.crds[(cv.api_version, cv.kind)] = cv
         else:
-            bundle.files[rel[len("files/"):]] = data
+            bundle.files[rel[len("files/") :]] = data
     return bundle
 
 
@@ -254,8 +272,7 @@ def gateway_api_schemas(version: str, cache_dir: Path | None = None) -> SchemaBu
 # Formats the apiserver checks; "date-time" and "hostname" only when jsonschema's optional
 # helpers (rfc3339-validator, fqdn) are installed. Formats the apiserver ignores are ignored here.
 _KUBE_FORMATS = ("ipv4", "ipv6", "date-time", "hostname", "uuid")
-_FORMAT_CHECKER = jsonschema.FormatChecker(
-    formats=[f for f in _KUBE_FORMATS if f in jsonschema.FormatChecker.checkers])
+_FORMAT_CHECKER = jsonschema.FormatChecker(formats=[f for f in _KUBE_FORMATS if f in jsonschema.FormatChecker.checkers])
 
 
 @_FORMAT_CHECKER.checks("cidr", raises=ValueError)
@@ -289,8 +306,9 @@ class CelRule:
     message: str
 
 
-def structural_to_jsonschema(node: Any, *, in_junctor: bool = False, path: str = "$",
-                             cel: list[CelRule] | None = None) -> Any:
+def structural_to_jsonschema(
+    node: Any, *, in_junctor: bool = False, path: str = "$", cel: list[CelRule] | None = None
+) -> Any:
     """Turn a CRD's structural ``openAPIV3Schema`` into a JSON Schema (draft 4 keywords).
 
     - ``nullable: true`` adds ``null`` to the type; without it a ``null`` value is an error
@@ -316,8 +334,10 @@ def structural_to_jsonschema(node: Any, *, in_junctor: bool = False, path: str =
         if key.startswith("x-kubernetes-") or key in ("nullable", "description", "example", "externalDocs"):
             continue
         if key == "properties":
-            out[key] = {name: structural_to_jsonschema(sub, in_junctor=in_junctor, path=f"{path}.{name}", cel=cel)
-                        for name, sub in value.items()}
+            out[key] = {
+                name: structural_to_jsonschema(sub, in_junctor=in_junctor, path=f"{path}.{name}", cel=cel)
+                for name, sub in value.items()
+            }
         elif key == "items":
             out[key] = structural_to_jsonschema(value, in_junctor=in_junctor, path=f"{path}[*]", cel=cel)
         elif key == "additionalProperties" and isinstance(value, dict):
@@ -344,8 +364,12 @@ def structural_to_jsonschema(node: Any, *, in_junctor: bool = False, path: str =
         out["required"] = [r for r in out["required"] if "default" not in (node["properties"].get(r) or {})]
         if not out["required"]:
             del out["required"]
-    if (not in_junctor and "properties" in node and "additionalProperties" not in node
-            and not node.get("x-kubernetes-preserve-unknown-fields")):
+    if (
+        not in_junctor
+        and "properties" in node
+        and "additionalProperties" not in node
+        and not node.get("x-kubernetes-preserve-unknown-fields")
+    ):
         out["additionalProperties"] = False
     return out
 
@@ -416,7 +440,10 @@ def validate_crd_doc(doc: Mapping, bundle: SchemaBundle, k8s_minor: str | None =
     checker = crd_validator(bundle, api_version, kind)
     if checker is None:
         known = sorted({k for (av, k) in bundle.crds if av == api_version})
-        return [f"$.kind: no served CRD for {kind} in {api_version} at {where} (known kinds there: {', '.join(known) or 'none'})"]
+        return [
+            f"$.kind: no served CRD for {kind} in {api_version} at {where} "
+            f"(known kinds there: {', '.join(known) or 'none'})"
+        ]
     errors = _errors(checker.validator, dict(doc))
     errors += validate_object_meta(doc.get("metadata"), k8s_minor, namespaced=checker.crd.scope == "Namespaced")
     if not errors and cel_available():
@@ -476,7 +503,8 @@ def apply_defaults(schema: Mapping, value: Any) -> Any:
 # and "__", ".", "-", "/" inside a name become __underscores__, __dot__, __dash__, __slash__.
 _CEL_RESERVED = frozenset(
     "true false null in as break const continue else for function if import let loop package "
-    "namespace return var void while".split())
+    "namespace return var void while".split()
+)
 _CEL_ESCAPES = (("__", "__underscores__"), (".", "__dot__"), ("-", "__dash__"), ("/", "__slash__"))
 
 
@@ -611,10 +639,13 @@ def choose_k8s_minor(requested: str) -> K8sSchemaChoice:
         )
     choice = K8sSchemaChoice(want, older[-1], kv_version)
     if not choice.exact:
-        warnings.warn(SchemaVersionWarning(
-            f"kubernetes-validate {kv_version} has no schemas for Kubernetes {want}; validating against "
-            f"{choice.used}, the newest it has. Upgrade kubernetes-validate for an exact check."
-        ), stacklevel=2)
+        warnings.warn(
+            SchemaVersionWarning(
+                f"kubernetes-validate {kv_version} has no schemas for Kubernetes {want}; validating against "
+                f"{choice.used}, the newest it has. Upgrade kubernetes-validate for an exact check."
+            ),
+            stacklevel=2,
+        )
     return choice
 
 
@@ -638,7 +669,8 @@ def _k8s_validator(minor: str, kind: str, api_version: str) -> Any:
     api = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
     try:
         schema = kv_utils.schema_contents(
-            f"kubernetes-json-schema/v{minor}.0-local-strict/{kind.lower()}-{api}.json", minor)
+            f"kubernetes-json-schema/v{minor}.0-local-strict/{kind.lower()}-{api}.json", minor
+        )
     except FileNotFoundError:
         return None
     return jsonschema.Draft202012Validator(schema, registry=_k8s_registry(minor))
@@ -658,8 +690,10 @@ def validate_k8s_doc(doc: Mapping, k8s_minor: str) -> list[str]:
     choice = choose_k8s_minor(k8s_minor)
     validator = _k8s_validator(choice.used, kind, api_version)
     if validator is None:
-        return [f"$.kind: Kubernetes {choice.used} has no {kind} in {api_version} "
-                f"(kubernetes-validate {choice.package_version})"]
+        return [
+            f"$.kind: Kubernetes {choice.used} has no {kind} in {api_version} "
+            f"(kubernetes-validate {choice.package_version})"
+        ]
     return _errors(validator, dict(doc))
 
 
@@ -683,14 +717,16 @@ def validate_object_meta(meta: Any, k8s_minor: str | None = None, *, namespaced:
 # --------------------------------------------------------------------------- Cilium / Gateway API / Helm values
 
 
-def validate_cilium_doc(doc: Mapping, version: str, *, k8s_minor: str | None = None,
-                        cache_dir: Path | None = None) -> list[str]:
+def validate_cilium_doc(
+    doc: Mapping, version: str, *, k8s_minor: str | None = None, cache_dir: Path | None = None
+) -> list[str]:
     """Errors of a cilium.io document against the CRD schema of Cilium ``version`` (e.g. "1.19.3")."""
     return validate_crd_doc(doc, cilium_schemas(version, cache_dir), k8s_minor)
 
 
-def validate_gateway_doc(doc: Mapping, gateway_api_version: str, *, k8s_minor: str | None = None,
-                         cache_dir: Path | None = None) -> list[str]:
+def validate_gateway_doc(
+    doc: Mapping, gateway_api_version: str, *, k8s_minor: str | None = None, cache_dir: Path | None = None
+) -> list[str]:
     """Errors of a gateway.networking.k8s.io document against the standard-channel CRDs."""
     return validate_crd_doc(doc, gateway_api_schemas(gateway_api_version, cache_dir), k8s_minor)
 
@@ -706,7 +742,7 @@ def strict_values_schema(node: Any, *, in_junctor: bool = False) -> Any:
         return [strict_values_schema(n, in_junctor=in_junctor) for n in node]
     if not isinstance(node, dict):
         return node
-    out = {}
+    out: dict[str, Any] = {}
     for key, value in node.items():
         if key in ("properties", "patternProperties", "definitions", "$defs"):
             out[key] = {k: strict_values_schema(v, in_junctor=in_junctor) for k, v in value.items()}
@@ -716,8 +752,12 @@ def strict_values_schema(node: Any, *, in_junctor: bool = False) -> Any:
             out[key] = strict_values_schema(value, in_junctor=True)
         else:
             out[key] = value
-    if (not in_junctor and "properties" in node and "additionalProperties" not in node
-            and "patternProperties" not in node):
+    if (
+        not in_junctor
+        and "properties" in node
+        and "additionalProperties" not in node
+        and "patternProperties" not in node
+    ):
         out["additionalProperties"] = False
     return out
 
@@ -737,8 +777,9 @@ def _build_values_validator(schema: dict, strict: bool) -> Any:
     return cls(schema)
 
 
-def validate_cilium_values(values: Mapping, version: str, *, strict: bool = True,
-                           cache_dir: Path | None = None) -> list[str]:
+def validate_cilium_values(
+    values: Mapping, version: str, *, strict: bool = True, cache_dir: Path | None = None
+) -> list[str]:
     """Errors of Cilium Helm values against the chart's ``values.schema.json`` at ``version``.
 
     ``strict`` (default) also rejects keys the schema does not list (see :func:`strict_values_schema`).
@@ -746,8 +787,12 @@ def validate_cilium_values(values: Mapping, version: str, *, strict: bool = True
     validator = _values_validator(cilium_schemas(version, cache_dir), strict)
     errors = _errors(validator, dict(values) if isinstance(values, Mapping) else values)
     if strict:
-        errors = [e + " (unknown to the chart's values.schema.json; Helm itself would accept it)"
-                  if "Additional properties are not allowed" in e else e for e in errors]
+        errors = [
+            e + " (unknown to the chart's values.schema.json; Helm itself would accept it)"
+            if "Additional properties are not allowed" in e
+            else e
+            for e in errors
+        ]
     return errors
 
 
@@ -793,8 +838,9 @@ def validate_document(doc: Mapping, versions: SchemaVersions, cache_dir: Path | 
     return [f"$.apiVersion: no schema source known for {doc.get('apiVersion')!r}"]
 
 
-def validate_rendered(rendered: Any, versions: SchemaVersions, *, frr: bool = True,
-                      cache_dir: Path | None = None) -> dict[str, list[str]]:
+def validate_rendered(
+    rendered: Any, versions: SchemaVersions, *, frr: bool = True, cache_dir: Path | None = None
+) -> dict[str, list[str]]:
     """Every problem of a rendered directory (a :class:`generators.readback.rendered.Rendered`), by location.
 
     Keys are ``file#index Kind/ns/name`` for documents, ``cilium/values.yaml`` and ``frr/frr.conf``;
@@ -840,7 +886,9 @@ def _frr_tool(name: str, candidates: tuple[str, ...] = ()) -> str:
 def _vtysh_dryrun(conf: Path, config_dir: Path) -> tuple[bool, str]:
     proc = subprocess.run(
         [_frr_tool("vtysh"), "--config_dir", str(config_dir), "--dryrun", "-f", str(conf)],
-        capture_output=True, text=True, timeout=FRR_TIMEOUT_S,
+        capture_output=True,
+        text=True,
+        timeout=FRR_TIMEOUT_S,
     )
     # vtysh's own warning about its (empty) vtysh.conf is not about the file under test
     lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
@@ -857,7 +905,9 @@ def _bgpd_check(conf: Path) -> tuple[bool, str]:
     """
     with subprocess.Popen(
         [_frr_tool("bgpd", _BGPD_CANDIDATES), "-C", "-S", "-Z", "-p", "0", "-f", str(conf)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     ) as proc:
         try:
             stdout, stderr = proc.communicate(timeout=FRR_TIMEOUT_S)
@@ -867,8 +917,7 @@ def _bgpd_check(conf: Path) -> tuple[bool, str]:
             return False, f"bgpd -C did not finish in {FRR_TIMEOUT_S} s"
     _remove_crashlog_dir(proc.pid)
     text = stdout + stderr
-    failures = [ln for ln in text.splitlines()
-                if _BGPD_CONFIG_LINE.search(ln) and "No such command" not in ln]
+    failures = [ln for ln in text.splitlines() if _BGPD_CONFIG_LINE.search(ln) and "No such command" not in ln]
     reasons = [ln for ln in text.splitlines() if ln.startswith("%") and "vtysh.conf" not in ln]
     if proc.returncode != 0:
         return False, f"bgpd -C exited {proc.returncode}:\n{text.strip()}"

@@ -4,6 +4,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from .lab.prereqs import ensure_prereqs
+
 
 def pytest_args(unit: bool, e2e: bool, keyword: str | None, extra: list[str]) -> list[str]:
     args = [sys.executable, "-m", "pytest"]
@@ -26,7 +28,5 @@ def prerequisites(unit: bool, e2e: bool) -> set[str]:
 def run_tests(unit: bool = False, e2e: bool = False, keyword: str | None = None, extra: list[str] | None = None,
               ensure: bool = True) -> int:
     if ensure:
-        from .lab.prereqs import ensure_prereqs
-
         ensure_prereqs(prerequisites(unit, e2e), log=lambda m: print(m, flush=True))
     return subprocess.call(pytest_args(unit, e2e, keyword, extra or []))

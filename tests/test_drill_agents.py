@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from generators.drill.samples import parse_control, parse_probe
 from generators.in_container import probe_agent, sampler_agent
 from generators.readback import frrstate
-from generators.drill.samples import parse_control, parse_probe
 
 DRILL = Path(__file__).parent / "fixtures" / "drill"
 DNS = "kube.drill.test"

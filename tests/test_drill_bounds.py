@@ -8,12 +8,16 @@ import pytest
 import yaml
 
 from generators.drill.bounds import (
-    Bound, bounds_for, inputs_from, syn_gap, BoundInputs,
+    Bound,
+    BoundInputs,
+    bounds_for,
+    inputs_from,
+    syn_gap,
 )
-from generators.versions import version_tuple as parse_version
 from generators.drill.design import load_design
-from generators.readback.durations import Duration, DurationError
 from generators.drill.gateway import parse_gateway_facts
+from generators.readback.durations import Duration, DurationError
+from generators.versions import version_tuple as parse_version
 
 SEED = Path(__file__).parent / "fixtures" / "seed"
 DRILL = Path(__file__).parent / "fixtures" / "drill"

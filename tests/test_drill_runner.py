@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from generators.drill import main, run_drill
-from generators.in_container import probe_agent, sampler_agent
 from generators.drill.runner import DrillError, DrillOptions
+from generators.in_container import probe_agent, sampler_agent
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "drill"))
 from synth import INF, SEED_NODES, SEED_VIPS, SynthWorld, control_lines, probe_lines  # noqa: E402

@@ -1,4 +1,5 @@
 """Bad inventories: each names the file, the field path, why, and nothing is written."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,31 +17,86 @@ CASES = [
     ("unknown-nested-key", "bgp:\n  timer: {hold: 15}\n", "bgp.timer", "unknown key"),
     ("missing-required", "vips:\n  apiserver: null\n", "vips.apiserver.dns_name", "required field is missing"),
     ("wrong-type-asn", "bgp:\n  cluster_asn: '65000'\n", "bgp.cluster_asn", "expected an integer"),
-    ("wrong-type-bool", "bgp:\n  graceful_restart: {enabled: 'yes'}\n", "bgp.graceful_restart.enabled", "expected true or false"),
+    (
+        "wrong-type-bool",
+        "bgp:\n  graceful_restart: {enabled: 'yes'}\n",
+        "bgp.graceful_restart.enabled",
+        "expected true or false",
+    ),
     ("bad-ip", "gateway:\n  address: 10.31.0.300\n", "gateway.address", "not an IPv4 address"),
     ("bad-cidr", "lb_pool:\n  cidr: 10.31.0.81/28\n", "lb_pool.cidr", "not an IPv4 network"),
     ("vip-outside-pool", "vips:\n  traefik: {address: 10.31.0.120}\n", "vips.traefik.address", "outside the LB pool"),
     ("vip-twice", "vips:\n  traefik: {address: 10.31.0.80}\n", "vips.traefik.address", "pinned twice"),
-    ("vip-pool-first-reserved", "lb_pool:\n  allow_first_last_ips: false\n", "vips.apiserver.address", "first or last address"),
-    ("vip-pool-last-reserved", "lb_pool:\n  allow_first_last_ips: false\nvips:\n  traefik: {address: 10.31.0.95}\n", "vips.traefik.address", "first or last address"),
-    ("duplicate-node-name", "nodes:\n  - {name: cat01, address: 10.31.0.218}\n  - {name: cat01, address: 10.31.0.161}\n", "nodes[1].name", "duplicate node name"),
-    ("duplicate-node-ip", "nodes:\n  - {name: cat01, address: 10.31.0.218}\n  - {name: cat02, address: 10.31.0.218}\n", "nodes[1].address", "duplicate node address"),
-    ("node-outside-subnet", "nodes:\n  - {name: cat01, address: 10.31.1.218}\n", "nodes[0].address", "not in the node subnet"),
+    (
+        "vip-pool-first-reserved",
+        "lb_pool:\n  allow_first_last_ips: false\n",
+        "vips.apiserver.address",
+        "first or last address",
+    ),
+    (
+        "vip-pool-last-reserved",
+        "lb_pool:\n  allow_first_last_ips: false\nvips:\n  traefik: {address: 10.31.0.95}\n",
+        "vips.traefik.address",
+        "first or last address",
+    ),
+    (
+        "duplicate-node-name",
+        "nodes:\n  - {name: cat01, address: 10.31.0.218}\n  - {name: cat01, address: 10.31.0.161}\n",
+        "nodes[1].name",
+        "duplicate node name",
+    ),
+    (
+        "duplicate-node-ip",
+        "nodes:\n  - {name: cat01, address: 10.31.0.218}\n  - {name: cat02, address: 10.31.0.218}\n",
+        "nodes[1].address",
+        "duplicate node address",
+    ),
+    (
+        "node-outside-subnet",
+        "nodes:\n  - {name: cat01, address: 10.31.1.218}\n",
+        "nodes[0].address",
+        "not in the node subnet",
+    ),
     ("gateway-outside-subnet", "gateway:\n  address: 10.42.0.1\n", "gateway.address", "not in the node subnet"),
     ("asn-zero", "bgp:\n  cluster_asn: 0\n", "bgp.cluster_asn", "ASN out of range"),
     ("asn-too-big", "gateway:\n  asn: 4294967296\n", "gateway.asn", "ASN out of range"),
     ("asn-trans", "gateway:\n  asn: 23456\n", "gateway.asn", "AS_TRANS"),
     ("hold-below-3", "bgp:\n  timers: {hold: 2, keepalive: 1}\n", "bgp.timers.hold", "out of range 3"),
-    ("keepalive-over-third", "bgp:\n  timers: {hold: 15, keepalive: 6}\n", "bgp.timers.keepalive", "more than a third of hold"),
-    ("duration-ms", "vips:\n  apiserver:\n    health_check: {interval_jitter: 100ms}\n", "vips.apiserver.health_check.interval_jitter", "Duration must be seconds"),
-    ("restart-time-range", "bgp:\n  graceful_restart: {restart_time: 5000}\n", "bgp.graceful_restart.restart_time", "out of range 1..4095"),
-    ("bad-etp", "vips:\n  apiserver: {external_traffic_policy: local}\n", "vips.apiserver.external_traffic_policy", "must be one of"),
+    (
+        "keepalive-over-third",
+        "bgp:\n  timers: {hold: 15, keepalive: 6}\n",
+        "bgp.timers.keepalive",
+        "more than a third of hold",
+    ),
+    (
+        "duration-ms",
+        "vips:\n  apiserver:\n    health_check: {interval_jitter: 100ms}\n",
+        "vips.apiserver.health_check.interval_jitter",
+        "Duration must be seconds",
+    ),
+    (
+        "restart-time-range",
+        "bgp:\n  graceful_restart: {restart_time: 5000}\n",
+        "bgp.graceful_restart.restart_time",
+        "out of range 1..4095",
+    ),
+    (
+        "bad-etp",
+        "vips:\n  apiserver: {external_traffic_policy: local}\n",
+        "vips.apiserver.external_traffic_policy",
+        "must be one of",
+    ),
     ("bad-frr-version", "gateway:\n  frr_version: banana\n", "gateway.frr_version", "not a valid FRR version"),
     ("node-in-pool", "nodes:\n  - {name: cat01, address: 10.31.0.85}\n", "nodes[0].address", "inside the LB pool"),
     ("empty-nodes", "nodes: []\n", "nodes", "non-empty list"),
     ("fidelity-full-not-built", "lab:\n  fidelity: full\n", "lab.fidelity", "not built yet"),
     ("fidelity-unknown", "lab:\n  fidelity: emulated\n", "lab.fidelity", "must be one of twin, full"),
-    ("bad-selector", "bgp:\n  service_selector: {matchExpressions: [{key: a, operator: Has}]}\n", "bgp.service_selector", "unknown operator"),
+    (
+        "bad-selector",
+        "bgp:\n  service_selector: {matchExpressions: [{key: a, operator: Has}]}\n",
+        "bgp.service_selector",
+        "unknown operator",
+    ),
 ]
 
 
@@ -79,11 +135,14 @@ def test_unknown_key_suggests_the_close_one(tmp_path):
     assert "did you mean `cluster_asn`" in err.value.problems[0].fix
 
 
-@pytest.mark.parametrize("text,why", [
-    ("nodes: [", "not valid YAML"),
-    ("- a\n- b\n", "not a mapping"),
-    ("include: nowhere.yml\n", "file not found"),
-])
+@pytest.mark.parametrize(
+    "text,why",
+    [
+        ("nodes: [", "not valid YAML"),
+        ("- a\n- b\n", "not a mapping"),
+        ("include: nowhere.yml\n", "file not found"),
+    ],
+)
 def test_unreadable_inventory(tmp_path, text, why):
     inv = tmp_path / "bad.yml"
     inv.write_text(text)

@@ -3,6 +3,7 @@
 Needs root, Docker, containerlab and the lab images (`invoke test` installs and builds them).
 Every probe of a lab address runs inside a lab container; this test only reads JSON.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,13 +19,18 @@ NODES = {"10.31.0.218", "10.31.0.161", "10.31.0.132"}
 
 
 def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "generators", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "generators", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def leftovers(name: str, bridge: str) -> list[str]:
     found = []
-    ps = subprocess.run(["docker", "ps", "-a", "--filter", f"label=containerlab={name}", "--format", "{{.Names}}"],
-                        capture_output=True, text=True)
+    ps = subprocess.run(
+        ["docker", "ps", "-a", "--filter", f"label=containerlab={name}", "--format", "{{.Names}}"],
+        capture_output=True,
+        text=True,
+    )
     found += [f"container {c}" for c in ps.stdout.split()]
     if subprocess.run(["ip", "link", "show", "dev", bridge], capture_output=True).returncode == 0:
         found.append(f"bridge {bridge}")
@@ -71,7 +77,10 @@ def test_twin_lab_up_verify_down(lab):
         assert set(checks[f"bgp-next-hops:{role}"]["evidence"]["frr"]) == NODES
         assert set(checks[f"fib:{role}"]["evidence"]["kernel"]) == NODES
     tls = checks["apiserver-tls-healthz"]["evidence"]["probes"]
-    assert [p["url"] for p in tls] == ["https://10.31.0.80:6443/healthz", "https://kube.dev.ber1.clustername.io:6443/healthz"]
+    assert [p["url"] for p in tls] == [
+        "https://10.31.0.80:6443/healthz",
+        "https://kube.dev.ber1.clustername.io:6443/healthz",
+    ]
     assert set(checks["traefik-http-ecmp"]["evidence"]["answers_by_node"]) == {"cat01", "cat02", "cat03"}
 
     again = cli("lab-up", "--inventory", "topology/lab.yml", "--json")

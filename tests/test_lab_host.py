@@ -1,17 +1,17 @@
 """Host wiring and the containerlab topology, without Docker (a recording fake stands in for `ip`/`iptables`)."""
+
 from __future__ import annotations
 
 import json
 import subprocess
 
 import pytest
-
 import yaml
 
 from conftest import TOPOLOGY
+from generators.gen import render_inventory
 from generators.lab import hostnet
 from generators.lab.names import bridge_port
-from generators.gen import render_inventory
 
 
 class FakeHost:
@@ -36,7 +36,9 @@ class FakeHost:
         elif argv[:3] == ["iptables", "-n", "-L"]:
             rc = 0 if argv[3] in self.chains else 1
         elif argv[:3] == ["iptables", "-S", "FORWARD"]:
-            text = "\n".join(" ".join(["-A", *(f'"{w}"' if " " in w else w for w in r)]) for r in self.rules if r[0] == "FORWARD")
+            text = "\n".join(
+                " ".join(["-A", *(f'"{w}"' if " " in w else w for w in r)]) for r in self.rules if r[0] == "FORWARD"
+            )
             return subprocess.CompletedProcess(argv, 0, text, "")
         elif argv[:2] == ["iptables", "-C"]:
             rc = 0 if argv[2:] in self.rules else 1
@@ -105,7 +107,7 @@ def test_clab_topology_wires_every_node_to_the_switch_and_client_behind_gateway(
     for n in ("ucg", "cat01", "cat02", "cat03"):
         assert (f"{n}:eth1", f"switch:{bridge_port('ber1-lab', n)}") in eps
     assert ("ucg:eth2", "client:eth1") in eps
-    for name, node in nodes.items():
+    for node in nodes.values():
         if node["kind"] == "linux":
             assert node["restart-policy"] == "no"  # Docker restarts would drop the lab links
             assert node["image"].startswith("k3s-bgp-lab/")
@@ -125,8 +127,11 @@ def test_a_bridge_with_another_labs_ports_is_refused():
     host = FakeHost(bridges={"switch"})
     host.ports["switch"] = ["cat01-9f2c", "ucg-9f2c"]
     with pytest.raises(hostnet.HostNetError, match="another lab"):
-        hostnet.ensure_bridge_and_rules("switch", hostnet.HostState(), lambda m: None, host, own_ports=frozenset({"cat01-1a2b"}))
+        hostnet.ensure_bridge_and_rules(
+            "switch", hostnet.HostState(), lambda m: None, host, own_ports=frozenset({"cat01-1a2b"})
+        )
     # our own ports (a second lab-up of the same lab) are fine: only the accept rule is added
-    changed = hostnet.ensure_bridge_and_rules("switch", hostnet.HostState(), lambda m: None, host,
-                                              own_ports=frozenset({"cat01-9f2c", "ucg-9f2c"}))
+    changed = hostnet.ensure_bridge_and_rules(
+        "switch", hostnet.HostState(), lambda m: None, host, own_ports=frozenset({"cat01-9f2c", "ucg-9f2c"})
+    )
     assert changed == ["iptables -I DOCKER-USER -i switch -o switch -j ACCEPT"]

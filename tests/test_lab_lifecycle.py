@@ -1,4 +1,5 @@
 """lab-up's decisions and waiting, without Docker: a scripted lab stands in for the containers."""
+
 from __future__ import annotations
 
 import json
@@ -8,9 +9,9 @@ import pytest
 
 from conftest import TOPOLOGY
 from generators.checks.verify import Expectation
+from generators.errors import LabError
 from generators.lab import converge, lifecycle
 from generators.lab.engine import ExecResult
-from generators.errors import LabError
 
 NODES = {"10.31.0.218": "cat01", "10.31.0.161": "cat02", "10.31.0.132": "cat03"}
 VIPS = ("10.31.0.80", "10.31.0.81")
@@ -18,8 +19,17 @@ VIPS = ("10.31.0.80", "10.31.0.81")
 
 def expectation() -> Expectation:
     hops = frozenset(NODES)
-    return Expectation(frozenset(NODES), {v: hops for v in VIPS}, {VIPS[0]: "apiserver", VIPS[1]: "traefik"}, {},
-                       NODES, VIPS[0], 6443, "kube.example.org", VIPS[1])
+    return Expectation(
+        frozenset(NODES),
+        {v: hops for v in VIPS},
+        {VIPS[0]: "apiserver", VIPS[1]: "traefik"},
+        {},
+        NODES,
+        VIPS[0],
+        6443,
+        "kube.example.org",
+        VIPS[1],
+    )
 
 
 class ScriptedGateway:
@@ -38,8 +48,15 @@ class ScriptedGateway:
             self.polls += 1
             return {ip: {"bgpState": "Established" if ip in self._up() else "Active"} for ip in NODES}
         vip = command.split()[3].split("/")[0]
-        return {f"{vip}/32": [{"protocol": "bgp", "selected": True,
-                               "nexthops": [{"ip": ip, "active": True, "fib": True} for ip in self._up()]}]}
+        return {
+            f"{vip}/32": [
+                {
+                    "protocol": "bgp",
+                    "selected": True,
+                    "nexthops": [{"ip": ip, "active": True, "fib": True} for ip in self._up()],
+                }
+            ]
+        }
 
     def exec(self, node, argv, timeout=30):
         route = [{"dst": argv[-1], "nexthops": [{"gateway": ip} for ip in self._up()]}]
@@ -84,12 +101,15 @@ class DeployLab:
         return self._containers
 
 
-@pytest.mark.parametrize("containers,rerendered,expected", [
-    ({"ucg": "running", "client": "running", "cat01": "running", "cat02": "running"}, False, None),
-    ({"ucg": "running", "client": "running", "cat01": "running", "cat02": "running"}, True, "--reconfigure"),
-    ({"ucg": "running", "client": "running", "cat01": "exited", "cat02": "running"}, False, "--reconfigure"),
-    ({}, False, "fresh"),
-])
+@pytest.mark.parametrize(
+    "containers,rerendered,expected",
+    [
+        ({"ucg": "running", "client": "running", "cat01": "running", "cat02": "running"}, False, None),
+        ({"ucg": "running", "client": "running", "cat01": "running", "cat02": "running"}, True, "--reconfigure"),
+        ({"ucg": "running", "client": "running", "cat01": "exited", "cat02": "running"}, False, "--reconfigure"),
+        ({}, False, "fresh"),
+    ],
+)
 def test_deploy_only_when_something_is_missing_or_changed(monkeypatch, containers, rerendered, expected):
     calls = []
     monkeypatch.setattr(lifecycle, "_containerlab", lambda args, lab, log: calls.append(args))
@@ -105,11 +125,20 @@ def test_deploy_only_when_something_is_missing_or_changed(monkeypatch, container
 
 
 def test_summary_and_status_text():
-    report = lifecycle.UpReport("ber1-lab", [lifecycle.Phase("deploy", 4.7, ["containerlab deployed 5 nodes"]),
-                                             lifecycle.Phase("converge", 1.4)],
-                                {"sessions": {ip: "Established" for ip in NODES}, "next_hops": {VIPS[0]: sorted(NODES)}})
+    report = lifecycle.UpReport(
+        "ber1-lab",
+        [lifecycle.Phase("deploy", 4.7, ["containerlab deployed 5 nodes"]), lifecycle.Phase("converge", 1.4)],
+        {"sessions": {ip: "Established" for ip in NODES}, "next_hops": {VIPS[0]: sorted(NODES)}},
+    )
     text = lifecycle.format_up(report)
     assert "deploy 4.7s, converge 1.4s (total 6.1s)" in text and "changes: 1 (deploy 1;" in text
     assert json.loads(lifecycle.report_json(report))["phases"][0]["changed"] == ["containerlab deployed 5 nodes"]
-    st = {"lab": "ber1-lab", "containers": {}, "nodes": {"cat01": "10.31.0.218"}, "vips": {}, "sessions": {}, "routes": {}}
+    st = {
+        "lab": "ber1-lab",
+        "containers": {},
+        "nodes": {"cat01": "10.31.0.218"},
+        "vips": {},
+        "sessions": {},
+        "routes": {},
+    }
     assert "no containers (lab is down)" in lifecycle.format_status(st)

@@ -6,6 +6,7 @@ check, the set of error ids must be exactly {id}; for a warning check, there mus
 the warnings must be the base's plus {id}. The base's warnings are the seed's TIMER-GR-COST (see
 README.md) except for the "short-restart" base, which has none.
 """
+
 from __future__ import annotations
 
 import ast
@@ -15,15 +16,16 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from test_preflight_seed import SEED_WARNINGS, SeedDir, seed_dir
 
 from generators.preflight import CHECKS
 from generators.readback.rendered import APISERVER_BGP, CILIUM_BGP, CILIUM_VALUES, FRR_CONF, PLATFORM_VALUES
-from test_preflight_seed import SEED_WARNINGS, SeedDir, seed_dir
 
 Mutation = Callable[[SeedDir], None]
 
 
 # -- bases -----------------------------------------------------------------------------------------------
+
 
 def _kube_proxy_still_on(s: SeedDir) -> None:
     """Before the migration: Cilium's replacement not yet on, so k3s still runs kube-proxy."""
@@ -37,9 +39,12 @@ def _no_envoy_config(s: SeedDir) -> None:
 
 def _two_asns(s: SeedDir) -> None:
     """cat03 in AS 65001 through its own ClusterConfig; the gateway takes any external AS, with multipath-relax."""
+
     def first(d: dict) -> None:
         d["spec"]["nodeSelector"]["matchExpressions"] = [
-            {"key": "kubernetes.io/hostname", "operator": "NotIn", "values": ["cat03"]}]
+            {"key": "kubernetes.io/hostname", "operator": "NotIn", "values": ["cat03"]}
+        ]
+
     s.edit_doc(CILIUM_BGP, "CiliumBGPClusterConfig", first)
     cat03 = next(d for d in s.docs(CILIUM_BGP) if d["kind"] == "CiliumBGPClusterConfig")
     cat03["metadata"]["name"] = "cilium-bgp-cat03"
@@ -65,6 +70,7 @@ BASES: dict[str, tuple[Mutation | None, set[str]]] = {
 
 # -- mutation helpers ------------------------------------------------------------------------------------
 
+
 def _set_peer(s: SeedDir, fn: Callable[[dict], object]) -> None:
     s.edit_doc(CILIUM_BGP, "CiliumBGPPeerConfig", lambda d: fn(d["spec"]))
 
@@ -78,8 +84,10 @@ def _set_cilium(s: SeedDir, fn: Callable[[dict], object]) -> None:
 
 
 def _set_traefik_vip(s: SeedDir, vip: str) -> None:
-    s.edit_values(PLATFORM_VALUES, lambda v: v["traefik"]["values"]["service"]["annotations"].update(
-        {"lbipam.cilium.io/ips": vip}))
+    s.edit_values(
+        PLATFORM_VALUES,
+        lambda v: v["traefik"]["values"]["service"]["annotations"].update({"lbipam.cilium.io/ips": vip}),
+    )
 
 
 def _ccec(fn: Callable[[dict], object]) -> Mutation:
@@ -117,8 +125,11 @@ def _second_initializer(c: dict) -> None:
 CASES: list[tuple[str, str, Mutation]] = [
     # input
     ("PREFLIGHT-FILE-MISSING", "seed", lambda s: s.remove(FRR_CONF)),
-    ("K8S-MALFORMED", "seed", lambda s: s.edit_doc(
-        "apps/httproute-foobar.yaml", "HTTPRoute", lambda d: d.update(spec=[d["spec"]]))),
+    (
+        "K8S-MALFORMED",
+        "seed",
+        lambda s: s.edit_doc("apps/httproute-foobar.yaml", "HTTPRoute", lambda d: d.update(spec=[d["spec"]])),
+    ),
     ("K8S-NOT-STRING", "seed", _ccec(_unquoted_annotation)),
     ("K8S-SELECTOR-INVALID", "seed", lambda s: s.edit_doc(CILIUM_BGP, "CiliumBGPAdvertisement", _lowercase_operator)),
     ("CILIUM-KPR-VALUE", "seed", lambda s: _set_cilium(s, lambda v: v.update(kubeProxyReplacement="strict"))),
@@ -131,12 +142,25 @@ CASES: list[tuple[str, str, Mutation]] = [
     # BGP wiring
     ("BGP-CONTROLPLANE-OFF", "seed", lambda s: _set_cilium(s, lambda v: v["bgpControlPlane"].update(enabled=False))),
     ("BGP-SERVICE-NOT-ADVERTISED", "seed", _service(lambda d: d["metadata"].pop("labels"))),
-    ("BGP-PEERCONFIG-NO-ADVERTISEMENT", "seed",
-     lambda s: _set_peer(s, lambda spec: spec["families"][0]["advertisements"]["matchLabels"].update(advertise="bgpp"))),
+    (
+        "BGP-PEERCONFIG-NO-ADVERTISEMENT",
+        "seed",
+        lambda s: _set_peer(
+            s, lambda spec: spec["families"][0]["advertisements"]["matchLabels"].update(advertise="bgpp")
+        ),
+    ),
     ("BGP-PEERCONFIG-MISSING", "seed", lambda s: _set_cluster_peer(s, peerConfigRef={"name": "ucg-peer"})),
-    ("BGP-NODESELECTOR-NO-NODE", "seed", lambda s: s.edit_doc(
-        CILIUM_BGP, "CiliumBGPClusterConfig",
-        lambda d: d["spec"]["nodeSelector"]["matchLabels"].update({"node.kubernetes.io/instance-type": "baremetal"}))),
+    (
+        "BGP-NODESELECTOR-NO-NODE",
+        "seed",
+        lambda s: s.edit_doc(
+            CILIUM_BGP,
+            "CiliumBGPClusterConfig",
+            lambda d: d["spec"]["nodeSelector"]["matchLabels"].update(
+                {"node.kubernetes.io/instance-type": "baremetal"}
+            ),
+        ),
+    ),
     ("BGP-NODESELECTOR-PARTIAL", "seed", lambda s: s.edit_k3s(lambda c: c.pop("node-label"), "cat03")),
     # gateway
     ("GW-NO-ROUTER-BGP", "seed", lambda s: (s.root / FRR_CONF).write_text("! the BGP block went missing\n")),
@@ -144,29 +168,54 @@ CASES: list[tuple[str, str, Mutation]] = [
     ("GW-PEER-ASN", "seed", lambda s: _set_cluster_peer(s, peerASN=64513)),
     ("GW-PEER-ADDRESS", "seed", lambda s: _set_cluster_peer(s, peerAddress="10.31.0.2")),
     ("GW-NEIGHBOR-MISSING", "seed", lambda s: s.frr_sub(" neighbor 10.31.0.132 peer-group k3s-nodes\n", "")),
-    ("GW-NEIGHBOR-EXTRA", "seed", lambda s: s.frr_sub(
-        " neighbor 10.31.0.132 peer-group k3s-nodes\n",
-        " neighbor 10.31.0.132 peer-group k3s-nodes\n neighbor 10.31.0.150 peer-group k3s-nodes\n")),
+    (
+        "GW-NEIGHBOR-EXTRA",
+        "seed",
+        lambda s: s.frr_sub(
+            " neighbor 10.31.0.132 peer-group k3s-nodes\n",
+            " neighbor 10.31.0.132 peer-group k3s-nodes\n neighbor 10.31.0.150 peer-group k3s-nodes\n",
+        ),
+    ),
     ("GW-EBGP-POLICY", "seed", lambda s: s.frr_sub(" no bgp ebgp-requires-policy\n", "")),
-    ("GW-MAXPATHS", "seed", lambda s: s.frr_sub("  neighbor k3s-nodes activate\n",
-                                                "  neighbor k3s-nodes activate\n  maximum-paths 1\n")),
+    (
+        "GW-MAXPATHS",
+        "seed",
+        lambda s: s.frr_sub("  neighbor k3s-nodes activate\n", "  neighbor k3s-nodes activate\n  maximum-paths 1\n"),
+    ),
     ("GW-MULTIPATH-RELAX", "two-asns", lambda s: s.frr_sub(" bgp bestpath as-path multipath-relax\n", "")),
     ("GW-AF-NOT-ACTIVATED", "seed", lambda s: s.frr_sub("  neighbor k3s-nodes activate\n", "")),
     # addresses
     ("ADDR-VIP-OUTSIDE-POOL", "seed", lambda s: _set_traefik_vip(s, "10.31.0.100")),
     ("ADDR-VIP-DUPLICATE", "seed", lambda s: _set_traefik_vip(s, "10.31.0.80")),
-    ("ADDR-VIP-NET-BCAST", "seed", lambda s: s.edit_doc(
-        CILIUM_BGP, "CiliumLoadBalancerIPPool", lambda d: d["spec"].update(allowFirstLastIPs="No"))),
-    ("ADDR-POOL-NODE-OVERLAP", "seed", lambda s: s.edit_doc(
-        CILIUM_BGP, "CiliumLoadBalancerIPPool", lambda d: d["spec"]["blocks"].append({"cidr": "10.31.0.160/28"}))),
-    ("ADDR-TLS-SAN", "seed", lambda s: s.edit_k3s(lambda c: c["tls-san"].remove("kube.dev.ber1.clustername.io"), "cat02")),
+    (
+        "ADDR-VIP-NET-BCAST",
+        "seed",
+        lambda s: s.edit_doc(
+            CILIUM_BGP, "CiliumLoadBalancerIPPool", lambda d: d["spec"].update(allowFirstLastIPs="No")
+        ),
+    ),
+    (
+        "ADDR-POOL-NODE-OVERLAP",
+        "seed",
+        lambda s: s.edit_doc(
+            CILIUM_BGP, "CiliumLoadBalancerIPPool", lambda d: d["spec"]["blocks"].append({"cidr": "10.31.0.160/28"})
+        ),
+    ),
+    (
+        "ADDR-TLS-SAN",
+        "seed",
+        lambda s: s.edit_k3s(lambda c: c["tls-san"].remove("kube.dev.ber1.clustername.io"), "cat02"),
+    ),
     ("ADDR-EPS-ADDRESSES", "seed", _eps(lambda d: d["endpoints"][2].update(addresses=["10.31.0.133"]))),
     ("ADDR-EPS-NODENAME", "seed", _eps(lambda d: d["endpoints"][2].update(nodeName="cat3"))),
     # timers
     ("TIMER-HOLD", "seed", lambda s: _set_peer(s, lambda spec: spec["timers"].update(holdTimeSeconds=2))),
     ("TIMER-KEEPALIVE", "seed", lambda s: _set_peer(s, lambda spec: spec["timers"].update(keepAliveTimeSeconds=10))),
-    ("TIMER-GR-COST", "short-restart", lambda s: _set_peer(
-        s, lambda spec: spec["gracefulRestart"].update(restartTimeSeconds=120))),
+    (
+        "TIMER-GR-COST",
+        "short-restart",
+        lambda s: _set_peer(s, lambda spec: spec["gracefulRestart"].update(restartTimeSeconds=120)),
+    ),
     # k3s
     ("K3S-NODE-IP", "seed", lambda s: s.edit_k3s(lambda c: c.pop("node-ip"), "cat03")),
     ("K3S-CLUSTER-KEYS", "seed", lambda s: s.edit_k3s(lambda c: c.update({"cluster-cidr": "10.52.0.0/16"}), "cat02")),
@@ -219,8 +268,10 @@ def test_findings_point_at_the_mistake(tmp_path, rack_files):
     _ccec(_jitter)(seed)
     (finding,) = seed.check().errors
     assert (finding.file, finding.document, finding.path) == (
-        APISERVER_BGP, "CiliumClusterwideEnvoyConfig/kube-apiserver-bgp",
-        "spec.resources[1].health_checks[0].interval_jitter")
+        APISERVER_BGP,
+        "CiliumClusterwideEnvoyConfig/kube-apiserver-bgp",
+        "spec.resources[1].health_checks[0].interval_jitter",
+    )
     assert '"0.1s"' in finding.fix and "Ignoring invalid CiliumEnvoyConfig JSON" in finding.message
 
 
@@ -229,7 +280,10 @@ def test_frr_findings_name_the_line(tmp_path, rack_files):
     seed.frr_sub("remote-as 65000", "remote-as 65001")
     (finding,) = seed.check().errors
     assert (finding.file, finding.document, finding.path) == (
-        FRR_CONF, "router bgp 64512", "line 6: neighbor k3s-nodes remote-as 65001")
+        FRR_CONF,
+        "router bgp 64512",
+        "line 6: neighbor k3s-nodes remote-as 65001",
+    )
     assert "cat01, cat02, cat03" in finding.message
 
 
@@ -252,7 +306,8 @@ def test_a_user_service_in_apps_is_checked(tmp_path, rack_files):
     (seed.root / "apps" / "whoami.yaml").write_text(
         "apiVersion: v1\nkind: Service\nmetadata:\n  name: whoami\n  namespace: web\n"
         "  annotations: {lbipam.cilium.io/ips: 10.31.0.82}\n"
-        "spec: {type: LoadBalancer, ports: [{port: 80}]}\n")
+        "spec: {type: LoadBalancer, ports: [{port: 80}]}\n"
+    )
     report = seed.check()
     assert report.ids("error") == {"BGP-SERVICE-NOT-ADVERTISED"}
     assert report.errors[0].file == "apps/whoami.yaml" and report.errors[0].document == "Service/web/whoami"
@@ -261,29 +316,37 @@ def test_a_user_service_in_apps_is_checked(tmp_path, rack_files):
 def test_shared_vip_with_a_sharing_key_is_not_a_duplicate(tmp_path, rack_files):
     seed = seed_dir(tmp_path, rack_files)
     _set_traefik_vip(seed, "10.31.0.80")
-    seed.edit_values(PLATFORM_VALUES, lambda v: v["traefik"]["values"]["service"]["annotations"].update(
-        {"lbipam.cilium.io/sharing-key": "edge"}))
+    seed.edit_values(
+        PLATFORM_VALUES,
+        lambda v: v["traefik"]["values"]["service"]["annotations"].update({"lbipam.cilium.io/sharing-key": "edge"}),
+    )
     _service(lambda d: d["metadata"]["annotations"].update({"lbipam.cilium.io/sharing-key": "edge"}))(seed)
     assert seed.check().errors == []
 
 
 def test_dynamic_neighbors_count_as_neighbors(tmp_path, rack_files):
     seed = seed_dir(tmp_path, rack_files)
-    seed.frr_sub(" neighbor 10.31.0.132 peer-group k3s-nodes\n", " bgp listen range 10.31.0.128/28 peer-group k3s-nodes\n")
+    seed.frr_sub(
+        " neighbor 10.31.0.132 peer-group k3s-nodes\n", " bgp listen range 10.31.0.128/28 peer-group k3s-nodes\n"
+    )
     assert seed.check().errors == []
 
 
 def test_an_unrelated_gateway_neighbor_is_not_extra(tmp_path, rack_files):
     """The gateway may peer with other routers too: only neighbors set up like the nodes are suspects."""
     seed = seed_dir(tmp_path, rack_files)
-    seed.frr_sub(" address-family ipv4 unicast\n", " neighbor 192.0.2.9 remote-as 65500\n address-family ipv4 unicast\n")
+    seed.frr_sub(
+        " address-family ipv4 unicast\n", " neighbor 192.0.2.9 remote-as 65500\n address-family ipv4 unicast\n"
+    )
     assert seed.check().ids() == SEED_WARNINGS
 
 
 def test_inbound_route_map_satisfies_ebgp_policy(tmp_path, rack_files):
     seed = seed_dir(tmp_path, rack_files)
     seed.frr_sub(" no bgp ebgp-requires-policy\n", "")
-    seed.frr_sub("  neighbor k3s-nodes activate\n", "  neighbor k3s-nodes activate\n  neighbor k3s-nodes route-map ALL in\n")
+    seed.frr_sub(
+        "  neighbor k3s-nodes activate\n", "  neighbor k3s-nodes activate\n  neighbor k3s-nodes route-map ALL in\n"
+    )
     assert seed.check().errors == []
 
 
@@ -311,8 +374,9 @@ def test_frr_mistakes_are_valid_frr_syntax(tmp_path, rack_files, check_id, base,
     """The gateway mistakes are ones FRR accepts (vtysh --dryrun exits 2 on a bad line): only preflight sees them."""
     seed = _build(tmp_path, rack_files, base)
     mutate(seed)
-    result = subprocess.run(["vtysh", "--dryrun", "-f", str(seed.root / FRR_CONF)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["vtysh", "--dryrun", "-f", str(seed.root / FRR_CONF)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -324,22 +388,40 @@ ODD_SHAPES: list[tuple[Mutation, set[str]]] = [
     (_eps(lambda d: d["endpoints"].append("10.31.0.99")), {M}),
     (_ccec(lambda d: d["spec"].update(resources={"name": "x"})), {M}),
     (_ccec(lambda d: d["spec"].update(services=["kube-apiserver-bgp"])), {M}),
-    (lambda s: s.edit_doc(CILIUM_BGP, "CiliumBGPClusterConfig", lambda d: d["spec"].update(bgpInstances={"a": 1})),
-     {M}),
-    (lambda s: s.edit_doc(CILIUM_BGP, "CiliumBGPClusterConfig", lambda d: d["spec"].update(nodeSelector="all")),
-     {"K8S-SELECTOR-INVALID"}),
-    (lambda s: s.edit_doc(CILIUM_BGP, "CiliumLoadBalancerIPPool", lambda d: d["spec"].update(blocks="10.31.0.80/28")),
-     {M, "ADDR-VIP-OUTSIDE-POOL"}),
-    (lambda s: s.edit_doc(CILIUM_BGP, "CiliumLoadBalancerIPPool", lambda d: d["spec"].update(blocks=[{"cidr": "x/99"}])),
-     {"ADDR-VIP-OUTSIDE-POOL"}),
+    (
+        lambda s: s.edit_doc(CILIUM_BGP, "CiliumBGPClusterConfig", lambda d: d["spec"].update(bgpInstances={"a": 1})),
+        {M},
+    ),
+    (
+        lambda s: s.edit_doc(CILIUM_BGP, "CiliumBGPClusterConfig", lambda d: d["spec"].update(nodeSelector="all")),
+        {"K8S-SELECTOR-INVALID"},
+    ),
+    (
+        lambda s: s.edit_doc(
+            CILIUM_BGP, "CiliumLoadBalancerIPPool", lambda d: d["spec"].update(blocks="10.31.0.80/28")
+        ),
+        {M, "ADDR-VIP-OUTSIDE-POOL"},
+    ),
+    (
+        lambda s: s.edit_doc(
+            CILIUM_BGP, "CiliumLoadBalancerIPPool", lambda d: d["spec"].update(blocks=[{"cidr": "x/99"}])
+        ),
+        {"ADDR-VIP-OUTSIDE-POOL"},
+    ),
     (lambda s: _set_peer(s, lambda spec: spec.update(timers="fast", families={"afi": "ipv4"})), {M}),
-    (lambda s: _set_cilium(s, lambda v: v.update(envoyConfig=True, bgpControlPlane=None)),
-     {"BGP-CONTROLPLANE-OFF", "CCEC-ENVOYCONFIG"}),
+    (
+        lambda s: _set_cilium(s, lambda v: v.update(envoyConfig=True, bgpControlPlane=None)),
+        {"BGP-CONTROLPLANE-OFF", "CCEC-ENVOYCONFIG"},
+    ),
     (lambda s: s.edit_values(PLATFORM_VALUES, lambda v: v.update(traefik="enabled")), set()),
-    (lambda s: s.edit_k3s(lambda c: c.update({"node-ip": ["x", 5], "tls-san": None, "disable": 7})),
-     {"ADDR-TLS-SAN", "K3S-SERVICELB"}),
-    (lambda s: (s.root / FRR_CONF).write_text("router bgp\n neighbor\n address-family\n maximum-paths x\n"),
-     {"GW-NO-ROUTER-BGP"}),
+    (
+        lambda s: s.edit_k3s(lambda c: c.update({"node-ip": ["x", 5], "tls-san": None, "disable": 7})),
+        {"ADDR-TLS-SAN", "K3S-SERVICELB"},
+    ),
+    (
+        lambda s: (s.root / FRR_CONF).write_text("router bgp\n neighbor\n address-family\n maximum-paths x\n"),
+        {"GW-NO-ROUTER-BGP"},
+    ),
 ]
 
 

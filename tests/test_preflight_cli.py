@@ -7,12 +7,12 @@ import subprocess
 import sys
 
 import pytest
+from test_preflight_seed import seed_dir
 
 from conftest import ROOT, TOPOLOGY
 from generators.preflight import CHECKS
 from generators.preflight.cli import main
 from generators.preflight.findings import JSON_SCHEMA_ID
-from test_preflight_seed import seed_dir
 
 
 def _run(argv: list[str]) -> tuple[int, str, str]:

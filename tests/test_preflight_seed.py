@@ -7,6 +7,7 @@ Two seed directories:
   flow lists, comma strings, Cilium values under ``cilium:``, a Service in apps/ among other
   documents). Both must give the same findings.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -80,6 +81,7 @@ def seed_dir(tmp_path: Path, files: dict[str, str]) -> SeedDir:
 
 
 # -- the hand-written variant --------------------------------------------------------------------------
+
 
 def _k3s_from_fixture(node: str) -> dict:
     shown = yaml.safe_load((SEED / "k3s-config.yaml").read_text())
@@ -197,7 +199,8 @@ def hand_written_files() -> dict[str, str]:
     service = next(d for d in apiserver if d["kind"] == "Service")
     files[APISERVER_BGP] = yaml.safe_dump_all([d for d in apiserver if d["kind"] != "Service"], sort_keys=False)
     files["apps/kube-apiserver/service.yml"] = (
-        "---\n# comment first\n---\n" + yaml.safe_dump(service, sort_keys=False)
+        "---\n# comment first\n---\n"
+        + yaml.safe_dump(service, sort_keys=False)
         + "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: kube-system}\ndata: {a: b}\n"
     )
     for node in NODES:
@@ -212,6 +215,7 @@ def hand_written_files() -> dict[str, str]:
 
 # -- tests -----------------------------------------------------------------------------------------------
 
+
 def test_rack_render_has_no_error_and_only_the_true_warnings(tmp_path, rack_files):
     report = seed_dir(tmp_path, rack_files).check()
     assert report.errors == []
@@ -224,8 +228,9 @@ def test_rack_render_has_no_error_and_only_the_true_warnings(tmp_path, rack_file
 def test_fixture_seed_gives_the_same_findings_as_the_rack_render(tmp_path, rack_files):
     rack = seed_dir(tmp_path / "a", rack_files).check()
     fixture = seed_dir(tmp_path / "b", fixture_files()).check()
-    assert [(f.id, f.file, f.document, f.path) for f in fixture.findings] == \
-        [(f.id, f.file, f.document, f.path) for f in rack.findings]
+    assert [(f.id, f.file, f.document, f.path) for f in fixture.findings] == [
+        (f.id, f.file, f.document, f.path) for f in rack.findings
+    ]
 
 
 def test_hand_written_variant_is_read_like_the_seed(tmp_path):
@@ -241,7 +246,8 @@ def test_hand_written_variant_still_catches_mistakes(tmp_path):
     """Tolerance must not mean blindness: the quirky files still fire on a real mistake."""
     files = hand_written_files()
     files["apps/kube-apiserver/service.yml"] = files["apps/kube-apiserver/service.yml"].replace(
-        "externalTrafficPolicy: Cluster", "externalTrafficPolicy: Local")
+        "externalTrafficPolicy: Cluster", "externalTrafficPolicy: Local"
+    )
     files[CILIUM_BGP] = files[CILIUM_BGP].replace("peerASN: '64512'", "peerASN: '64513'")
     report = seed_dir(tmp_path, files).check()
     assert report.ids("error") == {"CCEC-ETP-LOCAL", "GW-PEER-ASN"}
@@ -272,17 +278,31 @@ def test_graceful_restart_warning_follows_the_gateway_frr_version(tmp_path, rack
 @pytest.mark.parametrize(
     "mutate",
     [
-        pytest.param(lambda s: s.edit_doc(CILIUM_BGP, "CiliumBGPPeerConfig",
-                                          lambda d: d["spec"]["gracefulRestart"].update(enabled=False)), id="gr-off"),
-        pytest.param(lambda s: s.edit_doc(CILIUM_BGP, "CiliumBGPPeerConfig",
-                                          lambda d: d["spec"]["gracefulRestart"].update(restartTimeSeconds=15)),
-                     id="restart-not-above-hold"),
-        pytest.param(lambda s: s.frr_sub(" neighbor k3s-nodes remote-as 65000\n",
-                                         " neighbor k3s-nodes remote-as 65000\n neighbor k3s-nodes graceful-restart-disable\n"),
-                     id="gateway-helper-off"),
-        pytest.param(lambda s: s.frr_sub(" no bgp default ipv4-unicast\n",
-                                         " no bgp default ipv4-unicast\n bgp graceful-restart-disable\n"),
-                     id="gateway-gr-off"),
+        pytest.param(
+            lambda s: s.edit_doc(
+                CILIUM_BGP, "CiliumBGPPeerConfig", lambda d: d["spec"]["gracefulRestart"].update(enabled=False)
+            ),
+            id="gr-off",
+        ),
+        pytest.param(
+            lambda s: s.edit_doc(
+                CILIUM_BGP, "CiliumBGPPeerConfig", lambda d: d["spec"]["gracefulRestart"].update(restartTimeSeconds=15)
+            ),
+            id="restart-not-above-hold",
+        ),
+        pytest.param(
+            lambda s: s.frr_sub(
+                " neighbor k3s-nodes remote-as 65000\n",
+                " neighbor k3s-nodes remote-as 65000\n neighbor k3s-nodes graceful-restart-disable\n",
+            ),
+            id="gateway-helper-off",
+        ),
+        pytest.param(
+            lambda s: s.frr_sub(
+                " no bgp default ipv4-unicast\n", " no bgp default ipv4-unicast\n bgp graceful-restart-disable\n"
+            ),
+            id="gateway-gr-off",
+        ),
     ],
 )
 def test_graceful_restart_warning_goes_away_with_each_suggested_fix(tmp_path, rack_files, mutate):
@@ -294,6 +314,8 @@ def test_graceful_restart_warning_goes_away_with_each_suggested_fix(tmp_path, ra
 
 def test_gateway_timers_shorten_the_computed_window(tmp_path, rack_files):
     seed = seed_dir(tmp_path, rack_files)
-    seed.frr_sub(" neighbor k3s-nodes remote-as 65000\n", " neighbor k3s-nodes remote-as 65000\n neighbor k3s-nodes timers 3 9\n")
+    seed.frr_sub(
+        " neighbor k3s-nodes remote-as 65000\n", " neighbor k3s-nodes remote-as 65000\n neighbor k3s-nodes timers 3 9\n"
+    )
     (gr,) = seed.check().warnings
     assert "9 + 120 = 129 s" in gr.message

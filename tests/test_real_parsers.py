@@ -9,6 +9,7 @@
 And each of them rejects a broken document. A schema source that cannot be reached makes the
 tests fail with a message naming it (``SchemaSourceError``); nothing is skipped.
 """
+
 from __future__ import annotations
 
 import copy
@@ -29,8 +30,14 @@ RACK = ROOT / "topology" / "rack.yml"
 
 # The documents the design needs; the rendering must contain at least these.
 EXPECTED_KINDS = {
-    "CiliumLoadBalancerIPPool", "CiliumBGPClusterConfig", "CiliumBGPPeerConfig", "CiliumBGPAdvertisement",
-    "Service", "EndpointSlice", "CiliumClusterwideEnvoyConfig", "HTTPRoute",
+    "CiliumLoadBalancerIPPool",
+    "CiliumBGPClusterConfig",
+    "CiliumBGPPeerConfig",
+    "CiliumBGPAdvertisement",
+    "Service",
+    "EndpointSlice",
+    "CiliumClusterwideEnvoyConfig",
+    "HTTPRoute",
 }
 
 
@@ -49,8 +56,9 @@ def versions() -> S.SchemaVersions:
     from generators.model import load_model
 
     model = load_model(RACK)
-    return S.SchemaVersions(cilium=model.cilium_version, kubernetes=model.k3s_version,
-                            traefik_chart=model.traefik_chart_version)
+    return S.SchemaVersions(
+        cilium=model.cilium_version, kubernetes=model.k3s_version, traefik_chart=model.traefik_chart_version
+    )
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +92,11 @@ def _warn_cel(bundle: S.SchemaBundle, doc: dict) -> None:
     rules = S.unchecked_cel_rules(bundle, doc["apiVersion"], doc["kind"])
     if rules:
         why = "transition rules, update-only" if S.cel_available() else "no CEL evaluator: pip install cel-python"
-        warnings.warn(f"{doc['kind']}: {len(rules)} x-kubernetes-validations (CEL) rule(s) of the CRD not evaluated "
-                      f"({why}), e.g. {rules[0].path}: {rules[0].message}", stacklevel=2)
+        warnings.warn(
+            f"{doc['kind']}: {len(rules)} x-kubernetes-validations (CEL) rule(s) of the CRD not evaluated "
+            f"({why}), e.g. {rules[0].path}: {rules[0].message}",
+            stacklevel=2,
+        )
 
 
 # --------------------------------------------------------------------------- the rendering is valid
@@ -96,16 +107,23 @@ def test_rendering_has_every_expected_document(rendered: Rendered) -> None:
     assert EXPECTED_KINDS <= kinds, f"missing: {sorted(EXPECTED_KINDS - kinds)}"
 
 
-def test_kubernetes_schemas_are_for_the_inventorys_minor(k8s_choice: S.K8sSchemaChoice,
-                                                          versions: S.SchemaVersions) -> None:
+def test_kubernetes_schemas_are_for_the_inventorys_minor(
+    k8s_choice: S.K8sSchemaChoice, versions: S.SchemaVersions
+) -> None:
     assert k8s_choice.requested == S.k8s_minor_of(versions.kubernetes)
     assert k8s_choice.exact, (
         f"kubernetes-validate {k8s_choice.package_version} has no Kubernetes {k8s_choice.requested} schemas; "
-        f"documents were checked against {k8s_choice.used}")
+        f"documents were checked against {k8s_choice.used}"
+    )
 
 
-def test_every_rendered_document_validates(rendered: Rendered, versions: S.SchemaVersions, cilium: S.SchemaBundle,
-                                           gateway: S.SchemaBundle, k8s_choice: S.K8sSchemaChoice) -> None:
+def test_every_rendered_document_validates(
+    rendered: Rendered,
+    versions: S.SchemaVersions,
+    cilium: S.SchemaBundle,
+    gateway: S.SchemaBundle,
+    k8s_choice: S.K8sSchemaChoice,
+) -> None:
     problems = {}
     for doc in rendered.docs:
         family = S.schema_family(doc.body)
@@ -120,7 +138,8 @@ def test_every_rendered_document_validates(rendered: Rendered, versions: S.Schem
 
 
 def test_validate_rendered_reports_nothing_for_the_rack_and_names_a_broken_file(
-        rendered: Rendered, versions: S.SchemaVersions, cilium: S.SchemaBundle, gateway: S.SchemaBundle) -> None:
+    rendered: Rendered, versions: S.SchemaVersions, cilium: S.SchemaBundle, gateway: S.SchemaBundle
+) -> None:
     assert S.validate_rendered(rendered, versions) == {}
     broken = copy.copy(rendered)
     broken.cilium_values = _set(rendered.cilium_values, "bgpControlPlane.enabled", "yes")
@@ -129,9 +148,14 @@ def test_validate_rendered_reports_nothing_for_the_rack_and_names_a_broken_file(
 
 
 @pytest.mark.parametrize("kind", sorted(EXPECTED_KINDS))
-def test_document_validates_against_its_own_schema(kind: str, rendered: Rendered, versions: S.SchemaVersions,
-                                                   cilium: S.SchemaBundle, gateway: S.SchemaBundle,
-                                                   k8s_choice: S.K8sSchemaChoice) -> None:
+def test_document_validates_against_its_own_schema(
+    kind: str,
+    rendered: Rendered,
+    versions: S.SchemaVersions,
+    cilium: S.SchemaBundle,
+    gateway: S.SchemaBundle,
+    k8s_choice: S.K8sSchemaChoice,
+) -> None:
     doc = _doc(rendered, kind).body
     family = S.schema_family(doc)
     if family == "cilium":
@@ -158,8 +182,9 @@ def test_frr_conf_is_accepted_by_frr(rendered: Rendered) -> None:
 
 
 @pytest.mark.parametrize("name", ["cilium-bgp.yaml", "kube-apiserver-bgp.yaml", "httproute-foobar.yaml"])
-def test_seed_reference_documents_validate(name: str, versions: S.SchemaVersions, cilium: S.SchemaBundle,
-                                           gateway: S.SchemaBundle) -> None:
+def test_seed_reference_documents_validate(
+    name: str, versions: S.SchemaVersions, cilium: S.SchemaBundle, gateway: S.SchemaBundle
+) -> None:
     docs = [d for d in yaml.safe_load_all((SEED / name).read_text(encoding="utf-8")) if d]
     assert docs
     for doc in docs:
@@ -188,14 +213,62 @@ _DELETE = object()
 # (kind, path to change, new value, JSON path the error must name, text the error must contain)
 BROKEN_DOCS = [
     # Cilium CRDs
-    ("CiliumBGPClusterConfig", "spec.bgpInstances[0].peers[0].peerASN", "64512", "$.spec.bgpInstances[0].peers[0].peerASN", "not of type 'integer'"),
-    ("CiliumBGPClusterConfig", "spec.bgpInstances[0].peers[0].peerAsn", 64512, "$.spec.bgpInstances[0].peers[0]", "'peerAsn' was unexpected"),
-    ("CiliumBGPClusterConfig", "spec.bgpInstances[0].localASN", 2 ** 33, "$.spec.bgpInstances[0].localASN", "greater than the maximum"),
-    ("CiliumBGPClusterConfig", "spec.bgpInstances[0].peers[0].peerAddress", None, "$.spec.bgpInstances[0].peers[0].peerAddress", "None is not of type"),
-    ("CiliumBGPPeerConfig", "spec.timers.holdTimeSeconds", 2, "$.spec.timers.holdTimeSeconds", "less than the minimum of 3"),
-    ("CiliumBGPPeerConfig", "spec.gracefulRestart.restartTimeSeconds", 4096, "$.spec.gracefulRestart.restartTimeSeconds", "greater than the maximum of 4095"),
-    ("CiliumBGPAdvertisement", "spec.advertisements[0].advertisementType", "Services", "$.spec.advertisements[0].advertisementType", "is not one of"),
-    ("CiliumBGPAdvertisement", "spec.advertisements[0].service.addresses[0]", "LoadBalancerIPs", "$.spec.advertisements[0].service.addresses[0]", "is not one of"),
+    (
+        "CiliumBGPClusterConfig",
+        "spec.bgpInstances[0].peers[0].peerASN",
+        "64512",
+        "$.spec.bgpInstances[0].peers[0].peerASN",
+        "not of type 'integer'",
+    ),
+    (
+        "CiliumBGPClusterConfig",
+        "spec.bgpInstances[0].peers[0].peerAsn",
+        64512,
+        "$.spec.bgpInstances[0].peers[0]",
+        "'peerAsn' was unexpected",
+    ),
+    (
+        "CiliumBGPClusterConfig",
+        "spec.bgpInstances[0].localASN",
+        2**33,
+        "$.spec.bgpInstances[0].localASN",
+        "greater than the maximum",
+    ),
+    (
+        "CiliumBGPClusterConfig",
+        "spec.bgpInstances[0].peers[0].peerAddress",
+        None,
+        "$.spec.bgpInstances[0].peers[0].peerAddress",
+        "None is not of type",
+    ),
+    (
+        "CiliumBGPPeerConfig",
+        "spec.timers.holdTimeSeconds",
+        2,
+        "$.spec.timers.holdTimeSeconds",
+        "less than the minimum of 3",
+    ),
+    (
+        "CiliumBGPPeerConfig",
+        "spec.gracefulRestart.restartTimeSeconds",
+        4096,
+        "$.spec.gracefulRestart.restartTimeSeconds",
+        "greater than the maximum of 4095",
+    ),
+    (
+        "CiliumBGPAdvertisement",
+        "spec.advertisements[0].advertisementType",
+        "Services",
+        "$.spec.advertisements[0].advertisementType",
+        "is not one of",
+    ),
+    (
+        "CiliumBGPAdvertisement",
+        "spec.advertisements[0].service.addresses[0]",
+        "LoadBalancerIPs",
+        "$.spec.advertisements[0].service.addresses[0]",
+        "is not one of",
+    ),
     ("CiliumLoadBalancerIPPool", "spec.blocks[0].cidr", "10.31.0.80/33", "$.spec.blocks[0].cidr", "is not a 'cidr'"),
     ("CiliumLoadBalancerIPPool", "metadata.label", {"a": "b"}, "$.metadata", "'label' was unexpected"),
     ("CiliumClusterwideEnvoyConfig", "spec.service", [], "$.spec", "'service' was unexpected"),
@@ -207,21 +280,59 @@ BROKEN_DOCS = [
     ("Service", "spec.externalTrafficPolicyy", "Cluster", "$.spec", "'externalTrafficPolicyy' was unexpected"),
     ("Service", "metadata.annotations.foo", 1, "$.metadata.annotations.foo", "not of type 'string'"),
     ("EndpointSlice", "endpoints[0].addresses", _DELETE, "$.endpoints[0]", "'addresses' is a required property"),
-    ("EndpointSlice", "endpoints[0].conditions.ready", "yes", "$.endpoints[0].conditions.ready", "not of type 'boolean'"),
-    ("EndpointSlice", "apiVersion", "discovery.k8s.io/v1beta1", "$.kind", "has no EndpointSlice in discovery.k8s.io/v1beta1"),
+    (
+        "EndpointSlice",
+        "endpoints[0].conditions.ready",
+        "yes",
+        "$.endpoints[0].conditions.ready",
+        "not of type 'boolean'",
+    ),
+    (
+        "EndpointSlice",
+        "apiVersion",
+        "discovery.k8s.io/v1beta1",
+        "$.kind",
+        "has no EndpointSlice in discovery.k8s.io/v1beta1",
+    ),
     # Gateway API
-    ("HTTPRoute", "spec.rules[0].matches[0].path.type", "Prefix", "$.spec.rules[0].matches[0].path.type", "is not one of"),
-    ("HTTPRoute", "spec.rules[0].backendRefs[0].port", "3000", "$.spec.rules[0].backendRefs[0].port", "not of type 'integer'"),
+    (
+        "HTTPRoute",
+        "spec.rules[0].matches[0].path.type",
+        "Prefix",
+        "$.spec.rules[0].matches[0].path.type",
+        "is not one of",
+    ),
+    (
+        "HTTPRoute",
+        "spec.rules[0].backendRefs[0].port",
+        "3000",
+        "$.spec.rules[0].backendRefs[0].port",
+        "not of type 'integer'",
+    ),
     ("HTTPRoute", "spec.hostname", "foobar.clustername.io", "$.spec", "'hostname' was unexpected"),
-    ("HTTPRoute", "spec.rules[0].backendRefs[0].port", 70000, "$.spec.rules[0].backendRefs[0].port", "greater than the maximum"),
+    (
+        "HTTPRoute",
+        "spec.rules[0].backendRefs[0].port",
+        70000,
+        "$.spec.rules[0].backendRefs[0].port",
+        "greater than the maximum",
+    ),
 ]
 
 
-@pytest.mark.parametrize("kind,path,value,where,text", BROKEN_DOCS,
-                         ids=[f"{k}:{p}" for k, p, *_ in BROKEN_DOCS])
-def test_broken_document_is_rejected(kind: str, path: str, value: Any, where: str, text: str, rendered: Rendered,
-                                     versions: S.SchemaVersions, cilium: S.SchemaBundle, gateway: S.SchemaBundle,
-                                     k8s_choice: S.K8sSchemaChoice) -> None:
+@pytest.mark.parametrize("kind,path,value,where,text", BROKEN_DOCS, ids=[f"{k}:{p}" for k, p, *_ in BROKEN_DOCS])
+def test_broken_document_is_rejected(
+    kind: str,
+    path: str,
+    value: Any,
+    where: str,
+    text: str,
+    rendered: Rendered,
+    versions: S.SchemaVersions,
+    cilium: S.SchemaBundle,
+    gateway: S.SchemaBundle,
+    k8s_choice: S.K8sSchemaChoice,
+) -> None:
     good = _doc(rendered, kind).body
     assert S.validate_document(good, versions) == []  # only the change makes it invalid
     errors = S.validate_document(_set(good, path, value), versions)
@@ -230,21 +341,58 @@ def test_broken_document_is_rejected(kind: str, path: str, value: Any, where: st
 
 # Rules the CRDs state in CEL (x-kubernetes-validations), evaluated on the defaulted object.
 BROKEN_BY_CEL = [
-    ("CiliumBGPPeerConfig", "spec.timers.keepAliveTimeSeconds", 20, "$.spec.timers", "can not be larger than holdTimeSeconds"),
+    (
+        "CiliumBGPPeerConfig",
+        "spec.timers.keepAliveTimeSeconds",
+        20,
+        "$.spec.timers",
+        "can not be larger than holdTimeSeconds",
+    ),
     # keepalive left out: the CRD default (30) exceeds the hold time (15), which the apiserver rejects
-    ("CiliumBGPPeerConfig", "spec.timers.keepAliveTimeSeconds", _DELETE, "$.spec.timers", "can not be larger than holdTimeSeconds"),
-    ("CiliumBGPAdvertisement", "spec.advertisements[0].service", _DELETE, "$.spec.advertisements[0]", "service field is required"),
-    ("HTTPRoute", "spec.rules[0].matches[0].path.value", "api", "$.spec.rules[0].matches[0].path", "must be an absolute path"),
+    (
+        "CiliumBGPPeerConfig",
+        "spec.timers.keepAliveTimeSeconds",
+        _DELETE,
+        "$.spec.timers",
+        "can not be larger than holdTimeSeconds",
+    ),
+    (
+        "CiliumBGPAdvertisement",
+        "spec.advertisements[0].service",
+        _DELETE,
+        "$.spec.advertisements[0]",
+        "service field is required",
+    ),
+    (
+        "HTTPRoute",
+        "spec.rules[0].matches[0].path.value",
+        "api",
+        "$.spec.rules[0].matches[0].path",
+        "must be an absolute path",
+    ),
     ("HTTPRoute", "spec.parentRefs[1].sectionName", "websecure", "$.spec.parentRefs", "sectionName must be unique"),
 ]
 
 
-@pytest.mark.parametrize("kind,path,value,where,text", BROKEN_BY_CEL,
-                         ids=[f"{k}:{p}={v if v is not _DELETE else 'deleted'}" for k, p, v, *_ in BROKEN_BY_CEL])
-def test_crd_cel_rule_rejects_broken_document(kind: str, path: str, value: Any, where: str, text: str,
-                                              rendered: Rendered, versions: S.SchemaVersions, cilium: S.SchemaBundle,
-                                              gateway: S.SchemaBundle) -> None:
-    assert S.cel_available(), "no CEL evaluator: install the cel-python package (a dev dependency) to check CRD CEL rules"
+@pytest.mark.parametrize(
+    "kind,path,value,where,text",
+    BROKEN_BY_CEL,
+    ids=[f"{k}:{p}={v if v is not _DELETE else 'deleted'}" for k, p, v, *_ in BROKEN_BY_CEL],
+)
+def test_crd_cel_rule_rejects_broken_document(
+    kind: str,
+    path: str,
+    value: Any,
+    where: str,
+    text: str,
+    rendered: Rendered,
+    versions: S.SchemaVersions,
+    cilium: S.SchemaBundle,
+    gateway: S.SchemaBundle,
+) -> None:
+    assert S.cel_available(), (
+        "no CEL evaluator: install the cel-python package (a dev dependency) to check CRD CEL rules"
+    )
     good = _doc(rendered, kind).body
     assert S.validate_document(good, versions) == []
     errors = S.validate_document(_set(good, path, value), versions)
@@ -255,15 +403,23 @@ def test_cel_sees_escaped_field_names(rendered: Rendered, versions: S.SchemaVers
     """Two parents that differ only by ``namespace`` (``__namespace__`` in CEL) may share a sectionName."""
     assert S.cel_available(), "no CEL evaluator: install the cel-python package (a dev dependency)"
     doc = _doc(rendered, "HTTPRoute").body
-    other = _set(_set(doc, "spec.parentRefs[1].namespace", "other"), "spec.parentRefs[1].sectionName",
-                 doc["spec"]["parentRefs"][0]["sectionName"])
+    other = _set(
+        _set(doc, "spec.parentRefs[1].namespace", "other"),
+        "spec.parentRefs[1].sectionName",
+        doc["spec"]["parentRefs"][0]["sectionName"],
+    )
     assert S.validate_document(other, versions) == []
-    assert S.validate_document(_set(other, "spec.parentRefs[1].namespace", doc["spec"]["parentRefs"][0]["namespace"]),
-                               versions) != []
+    assert (
+        S.validate_document(
+            _set(other, "spec.parentRefs[1].namespace", doc["spec"]["parentRefs"][0]["namespace"]), versions
+        )
+        != []
+    )
 
 
-def test_ccec_envoy_resources_keep_unknown_fields(rendered: Rendered, versions: S.SchemaVersions,
-                                                  cilium: S.SchemaBundle) -> None:
+def test_ccec_envoy_resources_keep_unknown_fields(
+    rendered: Rendered, versions: S.SchemaVersions, cilium: S.SchemaBundle
+) -> None:
     """``resources[]`` items are x-kubernetes-preserve-unknown-fields: Envoy fields are not the CRD's to check."""
     doc = _doc(rendered, "CiliumClusterwideEnvoyConfig").body
     changed = _set(doc, "spec.resources[0].per_connection_buffer_limit_bytes", 32768)
@@ -280,15 +436,16 @@ BROKEN_VALUES = [
 
 
 @pytest.mark.parametrize("path,value,where,text", BROKEN_VALUES, ids=[p for p, *_ in BROKEN_VALUES])
-def test_broken_cilium_values_are_rejected(path: str, value: Any, where: str, text: str, rendered: Rendered,
-                                           versions: S.SchemaVersions, cilium: S.SchemaBundle) -> None:
+def test_broken_cilium_values_are_rejected(
+    path: str, value: Any, where: str, text: str, rendered: Rendered, versions: S.SchemaVersions, cilium: S.SchemaBundle
+) -> None:
     errors = S.validate_cilium_values(_set(rendered.cilium_values, path, value), versions.cilium)
     assert any(e.startswith(where + ":") and text in e for e in errors), errors
 
 
-def test_unknown_values_key_passes_the_published_schema_and_fails_ours(rendered: Rendered,
-                                                                       versions: S.SchemaVersions,
-                                                                       cilium: S.SchemaBundle) -> None:
+def test_unknown_values_key_passes_the_published_schema_and_fails_ours(
+    rendered: Rendered, versions: S.SchemaVersions, cilium: S.SchemaBundle
+) -> None:
     """Helm accepts unknown keys (the chart's schema has no additionalProperties); strict mode does not."""
     typo = _set(rendered.cilium_values, "kubeProxyReplacment", True)
     assert S.validate_cilium_values(typo, versions.cilium, strict=False) == []
@@ -297,12 +454,27 @@ def test_unknown_values_key_passes_the_published_schema_and_fails_ours(rendered:
 
 # FRR: (regex to replace in the rendered frr.conf, replacement, which check must reject it, text in its output)
 BROKEN_FRR = [
-    (r"(?m)^ neighbor (\S+) remote-as \d+$", r" neighbor \1 remote-as banana", "vtysh --dryrun rejected", "Unknown command"),
+    (
+        r"(?m)^ neighbor (\S+) remote-as \d+$",
+        r" neighbor \1 remote-as banana",
+        "vtysh --dryrun rejected",
+        "Unknown command",
+    ),
     (r"(?m)^router bgp \d+$", "router bgp 99999999999", "vtysh --dryrun rejected", "Unknown command"),
     (r"(?m)^ bgp router-id \S+$", " bgp router-id 10.31.0.999", "vtysh --dryrun rejected", "Unknown command"),
-    (r"(?m)^ no bgp ebgp-requires-policy$", " no bgp ebgp-requires-policy\n frobnicate", "vtysh --dryrun rejected", "Unknown command"),
+    (
+        r"(?m)^ no bgp ebgp-requires-policy$",
+        " no bgp ebgp-requires-policy\n frobnicate",
+        "vtysh --dryrun rejected",
+        "Unknown command",
+    ),
     # syntax is fine, semantics are not: only bgpd -C notices
-    (r"(?m)^ no bgp default ipv4-unicast$", " no bgp default ipv4-unicast\n neighbor foo peer-group bar", "bgpd -C rejected", "Malformed address or name: foo"),
+    (
+        r"(?m)^ no bgp default ipv4-unicast$",
+        " no bgp default ipv4-unicast\n neighbor foo peer-group bar",
+        "bgpd -C rejected",
+        "Malformed address or name: foo",
+    ),
     (r"(?m)^ neighbor (\S+) peer-group$", r" neighbor \1-typo peer-group", "bgpd -C rejected", "peer-group"),
     (r"(?m)^  neighbor (\S+) activate$", r"  neighbor \1-typo activate", "bgpd -C rejected", "Config Failed"),
 ]
@@ -313,8 +485,7 @@ def _frr(text: str) -> S.FrrResult:
 
 
 @pytest.mark.parametrize("pattern,replacement,stage,text", BROKEN_FRR, ids=[r for _, r, *_ in BROKEN_FRR])
-def test_broken_frr_conf_is_rejected(pattern: str, replacement: str, stage: str, text: str,
-                                     rendered: Rendered) -> None:
+def test_broken_frr_conf_is_rejected(pattern: str, replacement: str, stage: str, text: str, rendered: Rendered) -> None:
     broken, count = re.subn(pattern, replacement, rendered.frr_conf, count=1)
     assert count == 1, f"pattern {pattern!r} not found in the rendered frr.conf:\n{rendered.frr_conf}"
     ok, output = _frr(broken)
@@ -341,8 +512,9 @@ def test_refused_module_download_fails_with_a_message(tmp_path: Path, monkeypatc
     assert not (tmp_path / "cache" / "cilium-1.19.3").exists()
 
 
-def test_cached_schemas_need_neither_go_nor_network(cilium: S.SchemaBundle, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cached_schemas_need_neither_go_nor_network(
+    cilium: S.SchemaBundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))
     monkeypatch.setenv("GOPROXY", "off")
     directory = S.fetch_bundle(S.CILIUM, cilium.version, cache_dir=cilium.directory.parent)

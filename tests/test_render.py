@@ -1,4 +1,5 @@
 """Rendering: lab equals rack, determinism, MANIFEST, atomic output, no empty values."""
+
 from __future__ import annotations
 
 import hashlib
@@ -9,8 +10,8 @@ import pytest
 import yaml
 
 from conftest import TOPOLOGY
-from generators.output import OutputError, write_tree
 from generators.gen import generate, render_inventory
+from generators.output import OutputError, write_tree
 
 LAB_ONLY = {"lab.clab.yml", "MANIFEST.json"}
 
@@ -120,6 +121,8 @@ def test_static_cluster_fallback_inlines_endpoints(tmp_path):
     ccec = list(yaml.safe_load_all(files["cilium/kube-apiserver-bgp.yaml"]))[2]
     cluster = ccec["spec"]["resources"][1]
     assert cluster["type"] == "STATIC"
-    addrs = [e["endpoint"]["address"]["socket_address"] for e in cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]]
+    addrs = [
+        e["endpoint"]["address"]["socket_address"] for e in cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    ]
     assert addrs == [{"address": ip, "port_value": 6443} for ip in ("10.31.0.218", "10.31.0.161", "10.31.0.132")]
     assert cluster["load_assignment"]["cluster_name"] == "kube-system/kube-apiserver-bgp"

@@ -10,9 +10,9 @@ import time
 import uuid
 
 import pytest
+from test_twin_support import rendered_files, write_rendered
 
 from generators.twin import plan_twin
-from test_twin_support import rendered_files, write_rendered
 
 pytestmark = pytest.mark.e2e
 

@@ -6,6 +6,7 @@
   address is ever contacted from the host), the routes are injected with the plan's own argv, and the
   RIB must hold them with origin IGP.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,9 +19,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_twin_support import edit_docs, find, rendered_files, write_rendered
 
 from generators.twin import plan_twin
-from test_twin_support import edit_docs, find, rendered_files, write_rendered
 
 CANDIDATES = [Path.home() / ".cache" / "k3s-bgp-lab" / "bin", Path("/tmp/gobin")]
 TWINRUN = Path(__file__).resolve().parent.parent / "generators" / "in_container" / "twinrun.py"
@@ -33,8 +34,10 @@ def gobgp_bin(name: str) -> Path:
     found = shutil.which(name)
     if found:
         return Path(found)
-    pytest.skip(f"{name} (GoBGP v3.37.0) is not installed in {', '.join(map(str, CANDIDATES))} or on PATH; "
-                f"`invoke lab-up` / `invoke test` install it")
+    pytest.skip(
+        f"{name} (GoBGP v3.37.0) is not installed in {', '.join(map(str, CANDIDATES))} or on PATH; "
+        f"`invoke lab-up` / `invoke test` install it"
+    )
 
 
 def version_ok(gobgpd: Path) -> None:
@@ -49,13 +52,16 @@ def test_gobgpd_dry_run_accepts_every_node_config(tmp_path):
     for name, node in plan.nodes.items():
         path = tmp_path / f"{name}.toml"
         path.write_text(node.gobgp[0].toml)
-        result = subprocess.run([str(gobgpd), "-f", str(path), "-d", "-p", "-l", "debug"], capture_output=True,
-                                text=True, timeout=60)
+        result = subprocess.run(
+            [str(gobgpd), "-f", str(path), "-d", "-p", "-l", "debug"], capture_output=True, text=True, timeout=60
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         parsed = result.stdout + result.stderr
         assert f'RouterId:         "{node.ip}"' in parsed and "Port:             -1" in parsed
-        assert "ConnectRetry:120, HoldTime:15, KeepaliveInterval:5, MinimumAdvertisementInterval:0, " \
-               "IdleHoldTimeAfterReset:5" in parsed
+        assert (
+            "ConnectRetry:120, HoldTime:15, KeepaliveInterval:5, MinimumAdvertisementInterval:0, "
+            "IdleHoldTimeAfterReset:5" in parsed
+        )
         assert "GracefulRestartConfig{Enabled:true, RestartTime:0x78" in parsed and "NotificationEnabled:true" in parsed
         assert "MpGracefulRestartConfig{Enabled:true}" in parsed
 
@@ -66,8 +72,9 @@ def test_gobgpd_dry_run_rejects_an_unknown_key(tmp_path):
     plan = plan_twin(write_rendered(rendered_files(), tmp_path / "r"))
     bad = plan.nodes["cat01"].gobgp[0].toml.replace("idle-hold-time-after-reset", "idle-hold-after-reset")
     (tmp_path / "bad.toml").write_text(bad)
-    result = subprocess.run([str(gobgpd), "-f", str(tmp_path / "bad.toml"), "-d", "-p"], capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [str(gobgpd), "-f", str(tmp_path / "bad.toml"), "-d", "-p"], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode != 0 and "invalid keys: idle-hold-after-reset" in result.stdout + result.stderr
 
 
@@ -79,16 +86,33 @@ def _free_port() -> int:
 
 def test_live_gobgpd_takes_the_routes_with_origin_igp(tmp_path):
     gobgpd, gobgp = gobgp_bin("gobgpd"), gobgp_bin("gobgp")
-    files = edit_docs(rendered_files(), "cilium/bgp.yaml",
-                      lambda d: find(d, "CiliumBGPClusterConfig")["spec"]["bgpInstances"][0]["peers"][0]
-                      .update(peerAddress="127.0.0.2"))
+    files = edit_docs(
+        rendered_files(),
+        "cilium/bgp.yaml",
+        lambda d: find(d, "CiliumBGPClusterConfig")["spec"]["bgpInstances"][0]["peers"][0].update(
+            peerAddress="127.0.0.2"
+        ),
+    )
     node = plan_twin(write_rendered(files, tmp_path / "r")).nodes["cat01"]
     inst = dataclasses.replace(node.gobgp[0], config_path=str(tmp_path / "gobgpd.toml"), api_port=_free_port())
     Path(inst.config_path).write_text(inst.toml.replace('router-id = "10.31.0.218"', 'router-id = "127.0.0.1"'))
-    env = dict(os.environ, TWIN_RUN_DIR=str(tmp_path / "run"), TWIN_LOG_DIR=str(tmp_path / "log"),
-               PATH=f"{gobgpd.parent}:{gobgp.parent}:{os.environ.get('PATH', '')}")
-    start = [sys.executable, str(TWINRUN), "start", "gobgpd", "--ready-tcp", f"127.0.0.1:{inst.api_port}",
-             "--timeout", "30", "--"] + inst.daemon_argv()
+    env = dict(
+        os.environ,
+        TWIN_RUN_DIR=str(tmp_path / "run"),
+        TWIN_LOG_DIR=str(tmp_path / "log"),
+        PATH=f"{gobgpd.parent}:{gobgp.parent}:{os.environ.get('PATH', '')}",
+    )
+    start = [
+        sys.executable,
+        str(TWINRUN),
+        "start",
+        "gobgpd",
+        "--ready-tcp",
+        f"127.0.0.1:{inst.api_port}",
+        "--timeout",
+        "30",
+        "--",
+    ] + inst.daemon_argv()
     try:
         result = subprocess.run(start, capture_output=True, text=True, env=env, timeout=60)
         assert result.returncode == 0, result.stdout + result.stderr
@@ -97,21 +121,39 @@ def test_live_gobgpd_takes_the_routes_with_origin_igp(tmp_path):
         for argv in inst.route_argv():
             r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=30)
             assert r.returncode == 0, r.stdout + r.stderr
-        rib = subprocess.run(["gobgp", "-p", str(inst.api_port), "global", "rib", "-a", "ipv4", "-j"],
-                             capture_output=True, text=True, env=env, timeout=30)
+        rib = subprocess.run(
+            ["gobgp", "-p", str(inst.api_port), "global", "rib", "-a", "ipv4", "-j"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=30,
+        )
         table = json.loads(rib.stdout)
         assert sorted(table) == ["10.31.0.80/32", "10.31.0.81/32"]
         for paths in table.values():
             assert {"type": 1, "value": 0} in paths[0]["attrs"]  # ORIGIN IGP
-        peers = json.loads(subprocess.run(["gobgp", "-p", str(inst.api_port), "neighbor", "-j"], capture_output=True,
-                                          text=True, env=env, timeout=30).stdout)
+        peers = json.loads(
+            subprocess.run(
+                ["gobgp", "-p", str(inst.api_port), "neighbor", "-j"],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=30,
+            ).stdout
+        )
         # the same gobgp.GracefulRestart message Cilium builds through the API
         gr = peers[0]["graceful_restart"]
-        assert (gr["enabled"], gr["restart_time"], gr["notification_enabled"], gr["local_restarting"]) == \
-            (True, 120, True, True)  # local_restarting from gobgpd -r
+        assert (gr["enabled"], gr["restart_time"], gr["notification_enabled"], gr["local_restarting"]) == (
+            True,
+            120,
+            True,
+            True,
+        )  # local_restarting from gobgpd -r
         assert peers[0]["afi_safis"][0]["mp_graceful_restart"]["config"]["enabled"]
         assert peers[0]["timers"]["config"]["idle_hold_time_after_reset"] == 5
     finally:
         subprocess.run([sys.executable, str(TWINRUN), "stop", "gobgpd"], env=env, capture_output=True, timeout=60)
-    status = subprocess.run([sys.executable, str(TWINRUN), "status", "gobgpd"], env=env, capture_output=True, timeout=30)
+    status = subprocess.run(
+        [sys.executable, str(TWINRUN), "status", "gobgpd"], env=env, capture_output=True, timeout=30
+    )
     assert status.returncode == 3

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 from cryptography import x509
-
-from generators.twin import plan_twin
-from generators.pki import cert_sans, ensure_ca, ensure_node_cert
 from test_twin_support import edit_docs, rendered_files, write_rendered
+
+from generators.pki import cert_sans, ensure_ca, ensure_node_cert
+from generators.twin import plan_twin
 
 
 def test_node_cert_sans_equal_tls_san_exactly(tmp_path):
@@ -37,7 +37,7 @@ def test_node_cert_sans_equal_tls_san_exactly(tmp_path):
 def test_changed_tls_san_reissues_only_that_cert(tmp_path):
     files = rendered_files()
     pki = tmp_path / "pki"
-    for name, node in plan_twin(write_rendered(files, tmp_path / "a")).nodes.items():
+    for node in plan_twin(write_rendered(files, tmp_path / "a")).nodes.values():
         node.files(pki)
     before = {p.name: p.read_bytes() for p in pki.iterdir()}
     changed = edit_docs(files, "k3s/cat02/config.yaml", lambda d: d[0]["tls-san"].append("api.example.test"))

@@ -7,10 +7,10 @@ import subprocess
 from decimal import Decimal
 
 import pytest
-
-from generators.twin import plan_twin
-from generators.readback.durations import DurationError, parse_proto_duration
 from test_twin_support import edit_docs, find, rendered_files, write_rendered
+
+from generators.readback.durations import DurationError, parse_proto_duration
+from generators.twin import plan_twin
 
 APISERVER = "kube-system/kube-apiserver-bgp"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import tomllib
 
 import pytest
+from test_twin_support import NODE_IP, edit_docs, find, rendered_files, write_rendered
 
 from generators.twin import plan_twin
-from test_twin_support import NODE_IP, edit_docs, find, rendered_files, write_rendered
 
 ALL_NODES = set(NODE_IP.values())
 APISERVER = "kube-system/kube-apiserver-bgp"

@@ -1,4 +1,5 @@
 """verify's checks on FRR/kernel/probe output recorded from a converged twin lab (no Docker)."""
+
 from __future__ import annotations
 
 import copy
@@ -10,10 +11,10 @@ import pytest
 
 from conftest import SEED, TOPOLOGY
 from generators.checks import verify
-from generators.readback import frrstate
+from generators.gen import render_inventory
 from generators.lab.expect import expectation_from_plan
 from generators.output import write_tree
-from generators.gen import render_inventory
+from generators.readback import frrstate
 from generators.twin import plan_twin
 
 RECORDED = json.loads((Path(__file__).parent / "fixtures" / "verify" / "converged.json").read_text())
@@ -66,7 +67,10 @@ def test_missing_next_hop_fails_bgp_and_fib(exp):
     route["nexthops"] = [nh for nh in route["nexthops"] if nh["ip"] != "10.31.0.132"]
     obs["fib"]["10.31.0.81"][0]["nexthops"].pop()
     results = by_name(verify.run_checks(obs, exp))
-    assert not results["bgp-next-hops:traefik"].ok and "missing ['10.31.0.132 (cat03)']" in results["bgp-next-hops:traefik"].summary
+    assert (
+        not results["bgp-next-hops:traefik"].ok
+        and "missing ['10.31.0.132 (cat03)']" in results["bgp-next-hops:traefik"].summary
+    )
     assert not results["fib:traefik"].ok
     assert results["bgp-next-hops:apiserver"].ok
 
@@ -91,7 +95,10 @@ def test_tls_failure_and_uneven_http_spread(exp):
     obs["http"] = [{"ok": True, "served_by": "cat01"}] * 12
     results = by_name(verify.run_checks(obs, exp))
     assert not results["apiserver-tls-healthz"].ok and "hostname mismatch" in results["apiserver-tls-healthz"].summary
-    assert not results["traefik-http-ecmp"].ok and "expected ['cat01', 'cat02', 'cat03']" in results["traefik-http-ecmp"].summary
+    assert (
+        not results["traefik-http-ecmp"].ok
+        and "expected ['cat01', 'cat02', 'cat03']" in results["traefik-http-ecmp"].summary
+    )
 
 
 def test_unadvertised_service_is_named_with_its_cause(tmp_path):

@@ -5,6 +5,7 @@ the collected JSON), so every check is unit-tested on recorded output without Do
 judged by FRR's ``bgpState``; ECMP by the set of next-hops equalling the set of nodes expected to
 advertise the VIP.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,9 +13,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from generators.readback.frrstate import (
-    ESTABLISHED, kernel_next_hops, needs_nexthop_objects, nexthop_objects, route_next_hops, session_states,
+    ESTABLISHED,
+    kernel_next_hops,
+    needs_nexthop_objects,
+    nexthop_objects,
+    route_next_hops,
+    session_states,
 )
-
 
 
 @dataclass
@@ -46,9 +51,16 @@ def check_sessions(neighbors: dict, exp: Expectation) -> CheckResult:
     missing = sorted(exp.peers - set(states))
     down = sorted(ip for ip in exp.peers if states.get(ip) not in (None, ESTABLISHED))
     ok = not missing and not down
-    summary = (f"{len(exp.peers)} sessions Established" if ok else
-               "; ".join([*(f"{ip} ({exp.node_names.get(ip, '?')}) is {states[ip]}" for ip in down),
-                          *(f"{ip} ({exp.node_names.get(ip, '?')}) is not configured on the gateway" for ip in missing)]))
+    summary = (
+        f"{len(exp.peers)} sessions Established"
+        if ok
+        else "; ".join(
+            [
+                *(f"{ip} ({exp.node_names.get(ip, '?')}) is {states[ip]}" for ip in down),
+                *(f"{ip} ({exp.node_names.get(ip, '?')}) is not configured on the gateway" for ip in missing),
+            ]
+        )
+    )
     return CheckResult("bgp-sessions-established", ok, summary, {"bgpState": states})
 
 
@@ -60,9 +72,15 @@ def check_design_advertises(vip: str, exp: Expectation) -> CheckResult:
     role = exp.intended[vip]
     if vip in exp.not_advertised or not exp.next_hops.get(vip):
         why = exp.not_advertised.get(vip, "no node advertises it")
-        return CheckResult(f"advertised:{role}", False, f"{role} VIP {vip} is not advertised: {why}", {"vip": vip, "cause": why})
-    return CheckResult(f"advertised:{role}", True, f"{role} VIP {vip} advertised by {len(exp.next_hops[vip])} nodes",
-                       {"vip": vip, "nodes": _names(exp.next_hops[vip], exp)})
+        return CheckResult(
+            f"advertised:{role}", False, f"{role} VIP {vip} is not advertised: {why}", {"vip": vip, "cause": why}
+        )
+    return CheckResult(
+        f"advertised:{role}",
+        True,
+        f"{role} VIP {vip} advertised by {len(exp.next_hops[vip])} nodes",
+        {"vip": vip, "nodes": _names(exp.next_hops[vip], exp)},
+    )
 
 
 def check_bgp_next_hops(vip: str, route_json: dict, exp: Expectation) -> CheckResult:
@@ -70,23 +88,42 @@ def check_bgp_next_hops(vip: str, route_json: dict, exp: Expectation) -> CheckRe
     hops, _ = route_next_hops(route_json, f"{vip}/32")
     want = set(exp.next_hops.get(vip, frozenset()))
     ok = hops == want
-    summary = (f"{vip}/32 via {', '.join(_names(hops, exp)) or 'nothing'}" if ok else
-               f"{vip}/32 next-hops {_names(hops, exp)} != expected {_names(want, exp)}"
-               + (f"; missing {_names(want - hops, exp)}" if want - hops else "")
-               + (f"; unexpected {_names(hops - want, exp)}" if hops - want else ""))
-    return CheckResult(f"bgp-next-hops:{role}", ok, summary, {"frr": sorted(hops), "expected": sorted(want), "route": route_json})
+    summary = (
+        f"{vip}/32 via {', '.join(_names(hops, exp)) or 'nothing'}"
+        if ok
+        else f"{vip}/32 next-hops {_names(hops, exp)} != expected {_names(want, exp)}"
+        + (f"; missing {_names(want - hops, exp)}" if want - hops else "")
+        + (f"; unexpected {_names(hops - want, exp)}" if hops - want else "")
+    )
+    return CheckResult(
+        f"bgp-next-hops:{role}", ok, summary, {"frr": sorted(hops), "expected": sorted(want), "route": route_json}
+    )
 
 
-def check_fib(vip: str, route_json: dict, ip_route_json: list, exp: Expectation,
-              nexthop_objects: dict[int, list[str]] | None = None) -> CheckResult:
+def check_fib(
+    vip: str,
+    route_json: dict,
+    ip_route_json: list,
+    exp: Expectation,
+    nexthop_objects: dict[int, list[str]] | None = None,
+) -> CheckResult:
     role = exp.intended.get(vip, vip)
     _, frr_fib = route_next_hops(route_json, f"{vip}/32")
     kernel = kernel_next_hops(ip_route_json, objects=nexthop_objects)
     want = set(exp.next_hops.get(vip, frozenset()))
     ok = kernel == want and frr_fib == want
-    summary = (f"kernel FIB {vip} via {len(kernel)} next-hops" if ok else
-               f"kernel FIB {vip} via {_names(kernel, exp)}, FRR fib-flagged {_names(frr_fib, exp)}, expected {_names(want, exp)}")
-    return CheckResult(f"fib:{role}", ok, summary, {"kernel": sorted(kernel), "frr_fib": sorted(frr_fib), "expected": sorted(want), "ip_route": ip_route_json})
+    summary = (
+        f"kernel FIB {vip} via {len(kernel)} next-hops"
+        if ok
+        else f"kernel FIB {vip} via {_names(kernel, exp)}, FRR fib-flagged {_names(frr_fib, exp)}, "
+        f"expected {_names(want, exp)}"
+    )
+    return CheckResult(
+        f"fib:{role}",
+        ok,
+        summary,
+        {"kernel": sorted(kernel), "frr_fib": sorted(frr_fib), "expected": sorted(want), "ip_route": ip_route_json},
+    )
 
 
 def check_received_prefixes(bgp_table: dict, exp: Expectation) -> CheckResult:
@@ -95,26 +132,38 @@ def check_received_prefixes(bgp_table: dict, exp: Expectation) -> CheckResult:
     unexpected, missing = sorted(got - expected), sorted(expected - got)
     ok = not unexpected
     summary = f"received {sorted(got)}" if ok else f"unexpected prefixes received: {unexpected}"
-    return CheckResult("no-unexpected-prefixes", ok, summary, {"received": sorted(got), "expected": sorted(expected), "missing": missing})
+    return CheckResult(
+        "no-unexpected-prefixes",
+        ok,
+        summary,
+        {"received": sorted(got), "expected": sorted(expected), "missing": missing},
+    )
 
 
 def check_tls(probes: list[dict], exp: Expectation) -> CheckResult:
     """Each probe: {url, ok, status, body, served_by, error} from the client."""
     bad = [p for p in probes if not (p.get("ok") and p.get("status") == 200 and str(p.get("body", "")).strip() == "ok")]
     ok = bool(probes) and not bad
-    summary = ("TLS verified against the lab CA via " + ", ".join(p["url"] for p in probes) if ok else
-               "; ".join(f"{p['url']}: {p.get('error') or p.get('status')}" for p in bad) or "no probe ran")
+    summary = (
+        "TLS verified against the lab CA via " + ", ".join(p["url"] for p in probes)
+        if ok
+        else "; ".join(f"{p['url']}: {p.get('error') or p.get('status')}" for p in bad) or "no probe ran"
+    )
     return CheckResult("apiserver-tls-healthz", ok, summary, {"probes": probes})
 
 
 def check_http_spread(answers: list[dict], exp: Expectation) -> CheckResult:
     """Each answer: {ok, served_by, error}. Every advertising node must answer at least once."""
     want = {exp.node_names[ip] for ip in exp.next_hops.get(exp.traefik_vip, frozenset()) if ip in exp.node_names}
-    seen = {a.get("served_by") for a in answers if a.get("ok")}
+    seen = {str(a.get("served_by") or "") for a in answers if a.get("ok")}
     failed = [a for a in answers if not a.get("ok")]
     ok = bool(want) and seen == want and not failed
-    summary = (f"http://{exp.traefik_vip}/ answered by {sorted(seen)} over {len(answers)} new connections" if ok else
-               f"http://{exp.traefik_vip}/: answered by {sorted(s for s in seen if s)}, expected {sorted(want)}; {len(failed)} of {len(answers)} failed")
+    summary = (
+        f"http://{exp.traefik_vip}/ answered by {sorted(seen)} over {len(answers)} new connections"
+        if ok
+        else f"http://{exp.traefik_vip}/: answered by {sorted(s for s in seen if s)}, expected {sorted(want)}; "
+        f"{len(failed)} of {len(answers)} failed"
+    )
     counts: dict[str, int] = {}
     for a in answers:
         key = a.get("served_by") if a.get("ok") else f"error: {a.get('error')}"
@@ -152,7 +201,8 @@ if mode == "tls":
         url = f"https://{host}:{port}/healthz"
         try:
             with urllib.request.urlopen(url, context=ctx, timeout=5) as r:
-                out.append({"url": url, "ok": True, "status": r.status, "body": r.read().decode(), "served_by": r.headers.get("X-Served-By")})
+                out.append({"url": url, "ok": True, "status": r.status, "body": r.read().decode(),
+                            "served_by": r.headers.get("X-Served-By")})
         except Exception as e:
             out.append({"url": url, "ok": False, "error": f"{type(e).__name__}: {e}"})
 else:
@@ -161,7 +211,8 @@ else:
         try:
             with urllib.request.urlopen(f"http://{vip}/", timeout=3) as r:
                 body = r.read().decode()
-                out.append({"ok": True, "status": r.status, "served_by": r.headers.get("X-Served-By") or body.strip().split()[-1]})
+                served = r.headers.get("X-Served-By") or body.strip().split()[-1]
+                out.append({"ok": True, "status": r.status, "served_by": served})
         except Exception as e:
             out.append({"ok": False, "error": f"{type(e).__name__}: {e}"})
 print(json.dumps(out))
@@ -193,7 +244,9 @@ def collect(lab: LabTarget, exp: Expectation, http_attempts: int = 30) -> dict:
         res = lab.exec(lab.gateway, ["ip", "-j", "route", "show", f"{vip}/32"])
         obs["fib"][vip] = json.loads(res.stdout or "[]") if res.exit_code == 0 else []
     obs["nexthops"] = gateway_nexthop_objects(lab) if any(needs_nexthop_objects(r) for r in obs["fib"].values()) else {}
-    obs["tls"] = _client_probe(lab, ["tls", lab.ca_path_in_client, str(exp.apiserver_port), exp.apiserver_vip, exp.dns_name], 30)
+    obs["tls"] = _client_probe(
+        lab, ["tls", lab.ca_path_in_client, str(exp.apiserver_port), exp.apiserver_vip, exp.dns_name], 30
+    )
     obs["http"] = _client_probe(lab, ["http", exp.traefik_vip, str(http_attempts)], 20 + 3 * http_attempts)
     return obs
 
@@ -209,8 +262,14 @@ def run_checks(obs: dict, exp: Expectation) -> list[CheckResult]:
     if exp.next_hops.get(exp.traefik_vip):
         results.append(check_http_spread(obs["http"], exp))
     else:
-        results.append(CheckResult("traefik-http-ecmp", False, f"http://{exp.traefik_vip}/ not probed: the VIP is not advertised",
-                                   {"answers": obs["http"][:3]}))
+        results.append(
+            CheckResult(
+                "traefik-http-ecmp",
+                False,
+                f"http://{exp.traefik_vip}/ not probed: the VIP is not advertised",
+                {"answers": obs["http"][:3]},
+            )
+        )
     return results
 
 
@@ -224,4 +283,9 @@ def format_results(results: list[CheckResult]) -> str:
 
 
 def results_json(results: list[CheckResult]) -> str:
-    return json.dumps({"ok": all(r.ok for r in results), "checks": [asdict(r) for r in results]}, indent=2, sort_keys=True, default=str)
+    return json.dumps(
+        {"ok": all(r.ok for r in results), "checks": [asdict(r) for r in results]},
+        indent=2,
+        sort_keys=True,
+        default=str,
+    )

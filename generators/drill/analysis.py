@@ -126,7 +126,7 @@ def loss_stats(attempts: list[Attempt], vip: str, start: float, end: float) -> L
     failed = [a for a in chosen if not a.ok]
     bursts: list[tuple[float, float, int]] = []
     run: list[Attempt] = []
-    for a in chosen + [None]:  # type: ignore[list-item]
+    for a in [*chosen, None]:
         if a is not None and not a.ok:
             run.append(a)
             continue

@@ -12,6 +12,7 @@ Every bound carries the ``reason`` it follows from. Measures (seconds unless sai
   -> the node answers apiserver attempts again (``apiserver-down``).
 - ``others_served``: every other node answered during the fault (boolean).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -67,8 +68,15 @@ class Bound:
         return "-"
 
     def to_json(self) -> dict:
-        return {"measure": self.measure, "low": self.low, "high": self.high, "expect": self.expect,
-                "unit": self.unit, "reason": self.reason, "text": self.describe()}
+        return {
+            "measure": self.measure,
+            "low": self.low,
+            "high": self.high,
+            "expect": self.expect,
+            "unit": self.unit,
+            "reason": self.reason,
+            "text": self.describe(),
+        }
 
 
 @dataclass(frozen=True)
@@ -94,11 +102,17 @@ class BoundInputs:
 
     def to_json(self) -> dict:
         return {
-            "hold": self.hold, "keepalive": self.keepalive, "restart": self.restart,
-            "gr_active": self.gr_active, "n_bit": self.n_bit, "connect_retry_frr": self.frr_connect_retry,
+            "hold": self.hold,
+            "keepalive": self.keepalive,
+            "restart": self.restart,
+            "gr_active": self.gr_active,
+            "n_bit": self.n_bit,
+            "connect_retry_frr": self.frr_connect_retry,
             "speaker_version": ".".join(map(str, self.speaker_version)),
-            "probe_interval": self.probe_interval, "probe_timeout": self.probe_timeout,
-            "sample_interval": self.sample_interval, "tolerance": self.tolerance,
+            "probe_interval": self.probe_interval,
+            "probe_timeout": self.probe_timeout,
+            "sample_interval": self.sample_interval,
+            "tolerance": self.tolerance,
             "health_check": None if self.health is None else dict(self.health.__dict__),
             "bgp_source": self.bgp.source,
         }
@@ -123,7 +137,7 @@ def _speaker_version(text: str) -> tuple[int, int, int]:
 def syn_gap(connect_retry: float) -> float:
     """Longest time no SYN is on the wire while a side keeps restarting its connect every ``connect_retry`` s."""
     sends = [t for t in SYN_SENDS if t < connect_retry]
-    gaps = [b - a for a, b in zip(sends, sends[1:])] + [connect_retry - sends[-1]]
+    gaps = [b - a for a, b in zip(sends, sends[1:], strict=False)] + [connect_retry - sends[-1]]
     return float(max(gaps))
 
 
@@ -144,17 +158,24 @@ def hc_detect_high(inp: BoundInputs, silent: bool = False) -> float | None:
 
 def hc_reason(hc: ProxyTimers, silent: bool = False) -> str:
     each = f"each failing at its {hc.timeout:g} s timeout" if silent else "each refused at once (or up to the timeout)"
-    return (f"health checks mark a backend unhealthy after {hc.unhealthy_threshold} failed checks every "
-            f"{hc.interval:g} s (+ up to {hc.interval_jitter:g} s jitter), {each}")
+    return (
+        f"health checks mark a backend unhealthy after {hc.unhealthy_threshold} failed checks every "
+        f"{hc.interval:g} s (+ up to {hc.interval_jitter:g} s jitter), {each}"
+    )
 
 
 def _silent_loss_detect(inp: BoundInputs) -> Bound:
     tol = inp.tolerance
     if inp.gr_active and inp.n_bit:
-        return Bound("detect", low=max(0.0, inp.hold - inp.keepalive + inp.restart - tol),
-                     high=inp.hold + inp.restart + tol,
-                     reason=(f"N-bit negotiated: FRR treats the hold-timer expiry as a restart and keeps the stale "
-                             f"routes for hold + restart ({inp.hold:g} + {inp.restart:g} s)"))
+        return Bound(
+            "detect",
+            low=max(0.0, inp.hold - inp.keepalive + inp.restart - tol),
+            high=inp.hold + inp.restart + tol,
+            reason=(
+                f"N-bit negotiated: FRR treats the hold-timer expiry as a restart and keeps the stale "
+                f"routes for hold + restart ({inp.hold:g} + {inp.restart:g} s)"
+            ),
+        )
     why = f"the hold timer ({inp.hold:g} s) expires hold - keepalive .. hold after the last keepalive"
     if inp.gr_active:
         why += "; without the N-bit the hold-timer NOTIFICATION ends graceful restart, so no stale period"
@@ -162,13 +183,19 @@ def _silent_loss_detect(inp: BoundInputs) -> Bound:
 
 
 def _in_flight(inp: BoundInputs, vip: str, why: str) -> Bound:
-    return Bound(f"longest_burst:{vip}", high=inp.probe_timeout + inp.probe_interval,
-                 reason=f"{why}; only connections in flight while the ECMP group changes may fail")
+    return Bound(
+        f"longest_burst:{vip}",
+        high=inp.probe_timeout + inp.probe_interval,
+        reason=f"{why}; only connections in flight while the ECMP group changes may fail",
+    )
 
 
 def _speaker_recovery(inp: BoundInputs) -> Bound:
-    return Bound("recovery", high=GOBGP_FIRST_CONNECT + inp.tolerance,
-                 reason="the restarted speaker dials 1-2 s after start; updates follow at once (MRAI 0)")
+    return Bound(
+        "recovery",
+        high=GOBGP_FIRST_CONNECT + inp.tolerance,
+        reason="the restarted speaker dials 1-2 s after start; updates follow at once (MRAI 0)",
+    )
 
 
 def node_power_loss(inp: BoundInputs) -> ScenarioBounds:
@@ -181,20 +208,35 @@ def node_power_loss(inp: BoundInputs) -> ScenarioBounds:
         apis_high = max(apis_high, hc_high)
         apis_reason += f"; through the other nodes' proxies: {hc_reason(inp.health, silent=True)}"
     gap = syn_gap(inp.frr_connect_retry)
-    return ScenarioBounds("node-power-loss", {
-        "detect": detect,
-        "loss_window:traefik": Bound("loss_window:traefik", high=detect.high + inp.probe_timeout,
-                                     reason="new flows hashed to the dead node fail until its next-hop leaves the "
-                                            "FIB: " + detect.reason),
-        "loss_window:apiserver": Bound("loss_window:apiserver", high=apis_high + inp.probe_timeout,
-                                       reason=apis_reason),
-        "recovery": Bound("recovery", high=gap + inp.tolerance,
-                          reason=(f"after the link returns, FRR's pending connect (restarted every "
-                                  f"{inp.frr_connect_retry:g} s, SYN back-off 1, 2, 4, ... s) gets through within "
-                                  f"{gap:g} s; OPEN and updates follow at once (MRAI 0)")),
-        "others_served": Bound("others_served", expect=True, unit="bool",
-                               reason="the other nodes keep their sessions, routes and backends"),
-    })
+    return ScenarioBounds(
+        "node-power-loss",
+        {
+            "detect": detect,
+            "loss_window:traefik": Bound(
+                "loss_window:traefik",
+                high=detect.high + inp.probe_timeout,
+                reason="new flows hashed to the dead node fail until its next-hop leaves the FIB: " + detect.reason,
+            ),
+            "loss_window:apiserver": Bound(
+                "loss_window:apiserver", high=apis_high + inp.probe_timeout, reason=apis_reason
+            ),
+            "recovery": Bound(
+                "recovery",
+                high=gap + inp.tolerance,
+                reason=(
+                    f"after the link returns, FRR's pending connect (restarted every "
+                    f"{inp.frr_connect_retry:g} s, SYN back-off 1, 2, 4, ... s) gets through within "
+                    f"{gap:g} s; OPEN and updates follow at once (MRAI 0)"
+                ),
+            ),
+            "others_served": Bound(
+                "others_served",
+                expect=True,
+                unit="bool",
+                reason="the other nodes keep their sessions, routes and backends",
+            ),
+        },
+    )
 
 
 def speaker_crash(inp: BoundInputs, down_for: float | None = None) -> ScenarioBounds:
@@ -203,20 +245,37 @@ def speaker_crash(inp: BoundInputs, down_for: float | None = None) -> ScenarioBo
     bounds: dict[str, Bound] = {}
     back_in_time = down_for is not None and down_for + GOBGP_FIRST_CONNECT + tol < inp.restart
     if inp.gr_active and back_in_time:
-        bounds["stale"] = Bound("stale", high=tol, reason="the killed speaker's socket closes at once; FRR, a graceful-"
-                                                          "restart helper, marks its paths stale")
-        bounds["detect"] = Bound("detect", low=down_for,
-                                 reason=(f"the speaker is back after {down_for:g} s, within the {inp.restart:g} s restart "
-                                         f"time: graceful restart keeps its next-hop in the FIB throughout"))
+        bounds["stale"] = Bound(
+            "stale",
+            high=tol,
+            reason="the killed speaker's socket closes at once; FRR, a graceful-restart helper, marks its paths stale",
+        )
+        bounds["detect"] = Bound(
+            "detect",
+            low=down_for,
+            reason=(
+                f"the speaker is back after {down_for:g} s, within the {inp.restart:g} s restart "
+                f"time: graceful restart keeps its next-hop in the FIB throughout"
+            ),
+        )
     elif inp.gr_active:
-        bounds["stale"] = Bound("stale", high=tol, reason="the killed speaker's socket closes at once; FRR, a graceful-"
-                                                          "restart helper, marks its paths stale")
-        bounds["detect"] = Bound("detect", low=max(0.0, inp.restart - tol), high=inp.restart + tol,
-                                 reason=(f"graceful restart kept stale routes for the restart time the speaker "
-                                         f"advertised ({inp.restart:g} s)"))
+        bounds["stale"] = Bound(
+            "stale",
+            high=tol,
+            reason="the killed speaker's socket closes at once; FRR, a graceful-restart helper, marks its paths stale",
+        )
+        bounds["detect"] = Bound(
+            "detect",
+            low=max(0.0, inp.restart - tol),
+            high=inp.restart + tol,
+            reason=(
+                f"graceful restart kept stale routes for the restart time the speaker advertised ({inp.restart:g} s)"
+            ),
+        )
     else:
-        bounds["detect"] = Bound("detect", high=tol, reason="no graceful restart: the closed session withdraws the "
-                                                            "routes at once")
+        bounds["detect"] = Bound(
+            "detect", high=tol, reason="no graceful restart: the closed session withdraws the routes at once"
+        )
     why = "the node's data plane stays up while its speaker is down"
     bounds["longest_burst:traefik"] = _in_flight(inp, "traefik", why)
     bounds["longest_burst:apiserver"] = _in_flight(inp, "apiserver", why)
@@ -233,20 +292,35 @@ def speaker_graceful_stop(inp: BoundInputs) -> ScenarioBounds:
     elif not inp.n_bit:
         detect = Bound("detect", high=tol, reason="no N-bit: a NOTIFICATION ends the session without graceful restart")
     elif inp.speaker_version >= GOBGP_HARD_RESET_SINCE:
-        detect = Bound("detect", high=tol, reason=(f"N-bit negotiated and GoBGP {version} (>= 3.26) sends its Cease as "
-                                                   "a Hard Reset: FRR flushes the routes at once"))
+        detect = Bound(
+            "detect",
+            high=tol,
+            reason=(
+                f"N-bit negotiated and GoBGP {version} (>= 3.26) sends its Cease as "
+                "a Hard Reset: FRR flushes the routes at once"
+            ),
+        )
     else:
-        detect = Bound("detect", low=max(0.0, inp.restart - tol), high=inp.restart + tol,
-                       reason=(f"GoBGP {version} (< 3.26) sends a plain Cease; with the N-bit FRR treats it as a "
-                               f"restart and keeps stale routes for the restart time ({inp.restart:g} s)"))
+        detect = Bound(
+            "detect",
+            low=max(0.0, inp.restart - tol),
+            high=inp.restart + tol,
+            reason=(
+                f"GoBGP {version} (< 3.26) sends a plain Cease; with the N-bit FRR treats it as a "
+                f"restart and keeps stale routes for the restart time ({inp.restart:g} s)"
+            ),
+        )
     why = "the node's data plane stays up while its speaker is stopped"
-    return ScenarioBounds("speaker-graceful-stop", {
-        "detect": detect,
-        "longest_burst:traefik": _in_flight(inp, "traefik", why),
-        "longest_burst:apiserver": _in_flight(inp, "apiserver", why),
-        "recovery": _speaker_recovery(inp),
-        "others_served": Bound("others_served", expect=True, unit="bool", reason="only one speaker is down"),
-    })
+    return ScenarioBounds(
+        "speaker-graceful-stop",
+        {
+            "detect": detect,
+            "longest_burst:traefik": _in_flight(inp, "traefik", why),
+            "longest_burst:apiserver": _in_flight(inp, "apiserver", why),
+            "recovery": _speaker_recovery(inp),
+            "others_served": Bound("others_served", expect=True, unit="bool", reason="only one speaker is down"),
+        },
+    )
 
 
 def apiserver_down(inp: BoundInputs) -> ScenarioBounds:
@@ -261,16 +335,25 @@ def apiserver_down(inp: BoundInputs) -> ScenarioBounds:
         high = hc_detect_high(inp)
         assert high is not None
         bounds["detect"] = Bound("detect", high=high + inp.probe_interval, reason=hc_reason(hc))
-        bounds["loss_window:apiserver"] = Bound("loss_window:apiserver", high=high + inp.probe_timeout,
-                                                reason="attempts the proxies still send to the dead backend fail: "
-                                                       + hc_reason(hc))
+        bounds["loss_window:apiserver"] = Bound(
+            "loss_window:apiserver",
+            high=high + inp.probe_timeout,
+            reason="attempts the proxies still send to the dead backend fail: " + hc_reason(hc),
+        )
         bounds["recovery"] = Bound(
-            "recovery", high=hc.healthy_threshold * (hc.interval + hc.interval_jitter) + hc.timeout
-            + inp.node_count * inp.probe_interval + inp.tolerance,
-            reason=(f"a backend is healthy again after {hc.healthy_threshold} passing check(s) every {hc.interval:g} s; "
-                    f"round robin sends a new connection to it within {inp.node_count} attempts"))
-    bounds["failed:traefik"] = Bound("failed:traefik", high=0, unit="count",
-                                     reason="the Traefik VIP does not depend on the apiserver")
+            "recovery",
+            high=hc.healthy_threshold * (hc.interval + hc.interval_jitter)
+            + hc.timeout
+            + inp.node_count * inp.probe_interval
+            + inp.tolerance,
+            reason=(
+                f"a backend is healthy again after {hc.healthy_threshold} passing check(s) every {hc.interval:g} s; "
+                f"round robin sends a new connection to it within {inp.node_count} attempts"
+            ),
+        )
+    bounds["failed:traefik"] = Bound(
+        "failed:traefik", high=0, unit="count", reason="the Traefik VIP does not depend on the apiserver"
+    )
     bounds["others_served"] = Bound("others_served", expect=True, unit="bool", reason="only one apiserver is down")
     return ScenarioBounds("apiserver-down", bounds)
 
@@ -284,31 +367,48 @@ def gateway_restart_recovery(inp: BoundInputs, restart_duration: float | None) -
     first_dial = GOBGP_IDLE_HOLD + GOBGP_FIRST_CONNECT
     d = restart_duration or 0.0
     if d + PROCESSING_SLACK <= GOBGP_IDLE_HOLD + 1.0:  # FRR listens again before the first dial
-        return Bound("recovery", high=max(0.0, first_dial - d) + inp.tolerance,
-                     reason=(f"each speaker waits its idle hold ({GOBGP_IDLE_HOLD:g} s, set by Cilium) after the reset, "
-                             "then dials 1-2 s later, once FRR is back"))
+        return Bound(
+            "recovery",
+            high=max(0.0, first_dial - d) + inp.tolerance,
+            reason=(
+                f"each speaker waits its idle hold ({GOBGP_IDLE_HOLD:g} s, set by Cilium) after the reset, "
+                "then dials 1-2 s later, once FRR is back"
+            ),
+        )
     retry = inp.bgp.connect_retry
-    return Bound("recovery", high=max(0.0, first_dial + 2 * retry - d) + inp.tolerance,
-                 reason=(f"FRR was down {d:.1f} s, past the speakers' first dial (idle hold {GOBGP_IDLE_HOLD:g} s + "
-                         f"1-2 s); the next dial comes connect-retry .. 2 x connect-retry ({retry:g} s) later"))
+    return Bound(
+        "recovery",
+        high=max(0.0, first_dial + 2 * retry - d) + inp.tolerance,
+        reason=(
+            f"FRR was down {d:.1f} s, past the speakers' first dial (idle hold {GOBGP_IDLE_HOLD:g} s + "
+            f"1-2 s); the next dial comes connect-retry .. 2 x connect-retry ({retry:g} s) later"
+        ),
+    )
 
 
 def gateway_restart(inp: BoundInputs, restart_duration: float | None = None) -> ScenarioBounds:
     rec = gateway_restart_recovery(inp, restart_duration)
     assert rec.high is not None
-    bounds = {"recovery": rec, "detect": Bound("detect", reason="informational: when the gateway FIB lost the VIP routes")}
+    bounds = {
+        "recovery": rec,
+        "detect": Bound("detect", reason="informational: when the gateway FIB lost the VIP routes"),
+    }
     for vip in ("traefik", "apiserver"):
         if restart_duration is None:
             bounds[f"loss_window:{vip}"] = Bound(f"loss_window:{vip}", reason="restart duration unknown")
         else:
             bounds[f"loss_window:{vip}"] = Bound(
-                f"loss_window:{vip}", high=restart_duration + rec.high + inp.probe_timeout,
-                reason=f"no route while FRR restarts ({restart_duration:.1f} s) and the sessions come back: {rec.reason}")
+                f"loss_window:{vip}",
+                high=restart_duration + rec.high + inp.probe_timeout,
+                reason=f"no route while FRR restarts ({restart_duration:.1f} s) and the sessions come back: "
+                f"{rec.reason}",
+            )
     return ScenarioBounds("gateway-restart", bounds)
 
 
-def bounds_for(scenario: str, inp: BoundInputs, restart_duration: float | None = None,
-               speaker_down_for: float | None = None) -> ScenarioBounds:
+def bounds_for(
+    scenario: str, inp: BoundInputs, restart_duration: float | None = None, speaker_down_for: float | None = None
+) -> ScenarioBounds:
     if scenario == "node-power-loss":
         return node_power_loss(inp)
     if scenario == "speaker-crash":
@@ -334,9 +434,18 @@ def recovery_deadline(scenario: str, inp: BoundInputs, margin: float) -> float:
     return (high or 30.0) * margin + 5.0
 
 
-def inputs_from(design_bgp: BgpTimers, health: ProxyTimers | None, facts: GatewayFacts | None, node_ip: str | None,
-                *, probe_interval: float, probe_timeout: float, sample_interval: float, node_count: int,
-                speaker_version: str = GOBGP_VERSION) -> BoundInputs:
+def inputs_from(
+    design_bgp: BgpTimers,
+    health: ProxyTimers | None,
+    facts: GatewayFacts | None,
+    node_ip: str | None,
+    *,
+    probe_interval: float,
+    probe_timeout: float,
+    sample_interval: float,
+    node_count: int,
+    speaker_version: str = GOBGP_VERSION,
+) -> BoundInputs:
     """Rendered timers, overridden by what FRR reports it negotiated with ``node_ip`` (when known)."""
     peer = facts.peers.get(node_ip) if facts is not None and node_ip else None
     if peer is None and facts is not None and facts.peers:
@@ -348,12 +457,17 @@ def inputs_from(design_bgp: BgpTimers, health: ProxyTimers | None, facts: Gatewa
         n_bit=(facts.n_bit_negotiated(peer.ip) if facts is not None and peer is not None else False),
         hold=(peer.hold_time if peer is not None and peer.hold_time else design_bgp.hold),
         keepalive=(peer.keepalive if peer is not None and peer.keepalive else design_bgp.keepalive),
-        restart=(float(peer.received_restart_time) if peer is not None and peer.received_restart_time
-                 else design_bgp.restart_time),
+        restart=(
+            float(peer.received_restart_time)
+            if peer is not None and peer.received_restart_time
+            else design_bgp.restart_time
+        ),
         probe_interval=probe_interval,
         probe_timeout=probe_timeout,
         sample_interval=sample_interval,
         node_count=node_count,
-        frr_connect_retry=float(peer.connect_retry) if peer is not None and peer.connect_retry else FRR_DEFAULT_CONNECT_RETRY,
+        frr_connect_retry=float(peer.connect_retry)
+        if peer is not None and peer.connect_retry
+        else FRR_DEFAULT_CONNECT_RETRY,
         speaker_version=_speaker_version(speaker_version),
     )

@@ -1,4 +1,5 @@
 """``invoke drill``: argument parsing and the top-level flow (the lab object comes from ``lab_factory``)."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,21 +10,26 @@ from pathlib import Path
 from typing import Callable
 
 from generators.drill.design import DesignError
-from generators.versions import GOBGP_VERSION
-from generators.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from generators.drill.gateway import GatewayError
 from generators.drill.lab_api import Lab
-from generators.readback.rendered import RenderedError
+from generators.drill.report import render_table, report_json, write_report
 from generators.drill.runner import DrillError, DrillOptions, DrillResult, run_drill
 from generators.drill.scenarios import ALL, resolve
+from generators.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from generators.readback.rendered import RenderedError
+from generators.versions import GOBGP_VERSION
 
 LabFactory = Callable[..., Lab]  # lab_factory(name=..., inventory=...) -> Lab
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="drill", description=(
-        "Make failures happen in the running lab and measure, from the user's side, what is lost and for how "
-        "long; compare each measure with the bound the rendered design promises."))
+    p = argparse.ArgumentParser(
+        prog="drill",
+        description=(
+            "Make failures happen in the running lab and measure, from the user's side, what is lost and for how "
+            "long; compare each measure with the bound the rendered design promises."
+        ),
+    )
     p.add_argument("--scenario", required=True, help=f"one of {', '.join(ALL)}, or all")
     p.add_argument("--node", help="target cluster node (default: the first one)")
     p.add_argument("--repeat", type=int, default=1, help="runs per scenario")
@@ -32,9 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-interval", type=float, default=0.2, help="gateway control-plane sampling interval, s")
     p.add_argument("--margin", type=float, default=1.5, help="deadlines are bound x margin + 5 s")
     p.add_argument("--speaker-version", default=GOBGP_VERSION, help="GoBGP version the speakers run (for the bounds)")
-    p.add_argument("--restart-delay", type=float, default=None,
-                   help="speaker scenarios: start the speaker again after this many seconds "
-                        "(default: once the node has left the gateway's FIB)")
+    p.add_argument(
+        "--restart-delay",
+        type=float,
+        default=None,
+        help="speaker scenarios: start the speaker again after this many seconds "
+        "(default: once the node has left the gateway's FIB)",
+    )
     p.add_argument("--json", action="store_true", help="print the JSON report (every raw sample) on stdout")
     p.add_argument("--out", default="build/reports", help="reports go to OUT/<lab>/<timestamp>/")
     p.add_argument("--lab-name", help="name of the running lab")
@@ -52,8 +62,13 @@ def _wait_verified(lab: Lab, clock: Callable[[], float], pause: Callable[[float]
     return True
 
 
-def main(argv: list[str] | None = None, lab_factory: LabFactory | None = None, *,
-         clock: Callable[[], float] = time.time, pause: Callable[[float], None] = time.sleep) -> int:
+def main(
+    argv: list[str] | None = None,
+    lab_factory: LabFactory | None = None,
+    *,
+    clock: Callable[[], float] = time.time,
+    pause: Callable[[float], None] = time.sleep,
+) -> int:
     """``invoke drill``; exit 0 when every measure is inside its bound and the lab verifies afterwards."""
     args = build_parser().parse_args(argv)
     err = sys.stderr
@@ -69,26 +84,47 @@ def main(argv: list[str] | None = None, lab_factory: LabFactory | None = None, *
         print(f"drill: {exc}", file=err)
         return EXIT_BAD_INPUT
     lab = lab_factory(name=args.lab_name, inventory=args.inventory)
-    opts = DrillOptions(rate=args.rate, timeout=args.timeout, sample_interval=args.sample_interval,
-                        margin=args.margin, speaker_version=args.speaker_version, restart_delay=args.restart_delay)
+    opts = DrillOptions(
+        rate=args.rate,
+        timeout=args.timeout,
+        sample_interval=args.sample_interval,
+        margin=args.margin,
+        speaker_version=args.speaker_version,
+        restart_delay=args.restart_delay,
+    )
     results: list[DrillResult] = []
-    say = (lambda msg: print(f"[drill] {msg}", file=err, flush=True))
+    def say(msg: str) -> None:
+        print(f"[drill] {msg}", file=err, flush=True)
+
     code = EXIT_OK
     try:
         for sc in scenarios:
-            results.append(run_drill(lab, sc, node=args.node, repeat=args.repeat, rate=args.rate, options=opts,
-                                     clock=clock, pause=pause, say=say))
+            results.append(
+                run_drill(
+                    lab,
+                    sc,
+                    node=args.node,
+                    repeat=args.repeat,
+                    rate=args.rate,
+                    options=opts,
+                    clock=clock,
+                    pause=pause,
+                    say=say,
+                )
+            )
     except KeyboardInterrupt:
         say("interrupted: the fault was undone; checking that the lab verifies")
         ok = _wait_verified(lab, clock, pause, timeout=120.0)
-        say("lab verifies" if ok else "LAB DOES NOT VERIFY after 120 s: run `invoke verify` and `invoke lab-up` to repair")
+        say(
+            "lab verifies"
+            if ok
+            else "LAB DOES NOT VERIFY after 120 s: run `invoke verify` and `invoke lab-up` to repair"
+        )
         code = EXIT_INTERRUPTED
     except (DrillError, GatewayError, DesignError, RenderedError) as exc:
         print(f"drill: {exc}", file=err)
         code = EXIT_FAILED
     if results:
-        from generators.drill.report import render_table, report_json, write_report
-
         out_dir = Path(args.out) / lab.name / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         index = write_report(results, out_dir)
         print(render_table(results), file=err if args.json else sys.stdout)

@@ -5,6 +5,7 @@ FRR itself sends the N-bit when ``bgp graceful-restart notification`` is on, whi
 8.3 (``no bgp graceful-restart notification`` turns it off). The N-bit is *negotiated* when FRR sends it,
 the GR capability went both ways, and the peer's N-bit was received.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,6 +16,7 @@ from generators.drill.lab_api import Lab
 from generators.errors import LabToolError
 from generators.readback.frrconf import supports_n_bit
 from generators.readback.frrstate import Neighbor, frr_version_from_show_version, neighbors
+
 
 class GatewayError(LabToolError):
     """The gateway's FRR could not be read."""
@@ -34,7 +36,9 @@ class GatewayFacts:
         return {
             "frr_version": ".".join(map(str, self.frr_version)) if self.frr_version else None,
             "sends_n_bit": self.sends_n_bit,
-            "peers": {ip: {**p.__dict__, "n_bit_negotiated": self.n_bit_negotiated(ip)} for ip, p in self.peers.items()},
+            "peers": {
+                ip: {**p.__dict__, "n_bit_negotiated": self.n_bit_negotiated(ip)} for ip, p in self.peers.items()
+            },
         }
 
 
@@ -50,18 +54,20 @@ def parse_gateway_facts(neighbors_json: str, show_version: str, running_config: 
     except json.JSONDecodeError as exc:
         raise GatewayError(f"'show bgp neighbors json' is not JSON: {exc}") from exc
     version = frr_version_from_show_version(show_version)
-    return GatewayFacts(frr_version=version, sends_n_bit=frr_sends_n_bit(version, running_config),
-                        peers=neighbors(doc))
+    return GatewayFacts(frr_version=version, sends_n_bit=frr_sends_n_bit(version, running_config), peers=neighbors(doc))
 
 
 def _vtysh(lab: Lab, command: str) -> str:
     res = lab.exec("ucg", ["vtysh", "-c", command], timeout=15)
     if res.exit_code != 0:
-        raise GatewayError(f"vtysh -c {command!r} in ucg exited {res.exit_code}: {res.stderr.strip()[:300]}"
-                           " -- is FRR running in the lab's gateway? (invoke status)")
+        raise GatewayError(
+            f"vtysh -c {command!r} in ucg exited {res.exit_code}: {res.stderr.strip()[:300]}"
+            " -- is FRR running in the lab's gateway? (invoke status)"
+        )
     return res.stdout
 
 
 def read_gateway_facts(lab: Lab) -> GatewayFacts:
-    return parse_gateway_facts(_vtysh(lab, "show bgp neighbors json"), _vtysh(lab, "show version"),
-                               _vtysh(lab, "show running-config"))
+    return parse_gateway_facts(
+        _vtysh(lab, "show bgp neighbors json"), _vtysh(lab, "show version"), _vtysh(lab, "show running-config")
+    )

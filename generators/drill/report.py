@@ -1,4 +1,5 @@
 """Drill output: terminal table, JSON document (every raw sample), timeline PNGs and an index.md."""
+
 from __future__ import annotations
 
 import json
@@ -16,10 +17,15 @@ VERDICT_MARK = {"inside": "ok", "outside": "OUTSIDE", "not measured": "n/m", "no
 
 # ---------------------------------------------------------------- table
 
+
 def table_rows(result: DrillResult) -> list[list[str]]:
     rows = []
     for run in result.runs:
-        label = f"{run.scenario}" + (f" {run.node}" if run.node else "") + (f" #{run.index + 1}" if len(result.runs) > 1 else "")
+        label = (
+            f"{run.scenario}"
+            + (f" {run.node}" if run.node else "")
+            + (f" #{run.index + 1}" if len(result.runs) > 1 else "")
+        )
         for r in run.rows:
             rows.append([label, r.measure, r.expected, r.measured, VERDICT_MARK.get(r.verdict, r.verdict)])
         if not run.verified_after:
@@ -32,9 +38,12 @@ def table_rows(result: DrillResult) -> list[list[str]]:
 def render_table(results: list[DrillResult]) -> str:
     header = ["scenario", "measure", "expected", "measured", "verdict"]
     rows = [r for res in results for r in table_rows(res)]
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)] if rows else [len(h) for h in header]
+    columns = zip(header, *rows, strict=False) if rows else ([h] for h in header)
+    widths = [max(len(str(x)) for x in col) for col in columns]
+
     def line(cells: list[str]) -> str:
-        return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
+        return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=False)).rstrip()
+
     out = [line(header), line(["-" * w for w in widths])] + [line(r) for r in rows]
     reasons = []
     for res in results:
@@ -46,36 +55,66 @@ def render_table(results: list[DrillResult]) -> str:
         out += ["", "Outside the bound (reason when known):"] + reasons
     if results and results[0].runs and results[0].runs[0].analysis is not None:
         a = results[0].runs[0].analysis
-        out += ["", f"Probe interval {a.probe_interval:.2f} s (windows are reported to within it); "
-                    f"control-plane sample interval {a.sample_interval:.2f} s."]
+        out += [
+            "",
+            f"Probe interval {a.probe_interval:.2f} s (windows are reported to within it); "
+            f"control-plane sample interval {a.sample_interval:.2f} s.",
+        ]
     return "\n".join(out)
 
 
 # ---------------------------------------------------------------- JSON
 
+
 def _probe_json(p: ProbeRun | None) -> dict | None:
     if p is None:
         return None
-    return {"rate": p.rate, "timeout": p.timeout, "t0": p.t0, "ended": p.ended,
-            "attempts": [asdict(a) for a in p.attempts]}
+    return {
+        "rate": p.rate,
+        "timeout": p.timeout,
+        "t0": p.t0,
+        "ended": p.ended,
+        "attempts": [asdict(a) for a in p.attempts],
+    }
 
 
 def _control_json(c: ControlRun | None) -> dict | None:
     if c is None:
         return None
-    return {"interval": c.interval, "t0": c.t0, "ended": c.ended,
-            "unusable": [{"t": t, "errors": list(e)} for t, e in c.unusable], "samples": [
-        {"t": s.t, "peers": s.peers, "errors": list(s.errors),
-         "vips": {role: {"ip": v.ip, "fib": list(v.fib), "rib": list(v.rib) if v.frr else None,
-                         "bgp": [asdict(p) for p in v.bgp] if v.frr else None}
-                  for role, v in s.vips.items()}}
-        for s in c.samples]}
+    return {
+        "interval": c.interval,
+        "t0": c.t0,
+        "ended": c.ended,
+        "unusable": [{"t": t, "errors": list(e)} for t, e in c.unusable],
+        "samples": [
+            {
+                "t": s.t,
+                "peers": s.peers,
+                "errors": list(s.errors),
+                "vips": {
+                    role: {
+                        "ip": v.ip,
+                        "fib": list(v.fib),
+                        "rib": list(v.rib) if v.frr else None,
+                        "bgp": [asdict(p) for p in v.bgp] if v.frr else None,
+                    }
+                    for role, v in s.vips.items()
+                },
+            }
+            for s in c.samples
+        ],
+    }
 
 
 def run_json(run: RunResult) -> dict:
     return {
-        "scenario": run.scenario, "node": run.node, "index": run.index, "run_id": run.run_id,
-        "ok": run.ok, "verified_after": run.verified_after, "errors": run.errors,
+        "scenario": run.scenario,
+        "node": run.node,
+        "index": run.index,
+        "run_id": run.run_id,
+        "ok": run.ok,
+        "verified_after": run.verified_after,
+        "errors": run.errors,
         "fault": None if run.fault is None else asdict(run.fault),
         "inputs": None if run.inputs is None else run.inputs.to_json(),
         "gateway": None if run.gateway is None else run.gateway.to_json(),
@@ -88,8 +127,12 @@ def run_json(run: RunResult) -> dict:
 
 
 def report_json(results: list[DrillResult]) -> dict:
-    return {"schema": REPORT_SCHEMA, "lab": results[0].lab if results else None,
-            "ok": all(r.ok for r in results), "runs": [run_json(run) for res in results for run in res.runs]}
+    return {
+        "schema": REPORT_SCHEMA,
+        "lab": results[0].lab if results else None,
+        "ok": all(r.ok for r in results),
+        "runs": [run_json(run) for res in results for run in res.runs],
+    }
 
 
 # ---------------------------------------------------------------- plots
@@ -105,15 +148,24 @@ def _probe_panel(ax, probe: ProbeRun, vip: str, nodes: list[str], t0: float) -> 
         xs = [a.t_start - t0 for a in attempts if a.ok and a.node == node]
         ax.scatter(xs, [i] * len(xs), s=10, marker="|", color=NODE_COLORS[i % len(NODE_COLORS)], linewidths=1.2)
     fails = [a for a in attempts if not a.ok]
-    ax.scatter([a.t_start - t0 for a in fails], [len(nodes)] * len(fails), s=18, marker="x", color=FAIL_COLOR,
-               linewidths=1.0)
+    ax.scatter(
+        [a.t_start - t0 for a in fails], [len(nodes)] * len(fails), s=18, marker="x", color=FAIL_COLOR, linewidths=1.0
+    )
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels(rows)
     ax.set_ylim(-0.6, len(rows) - 0.4)
     n_fail = len(fails)
     ax.set_ylabel(f"{vip}\nanswered by", fontsize=9)
-    ax.text(1.0, 1.02, f"{n_fail} of {len(attempts)} attempts failed", transform=ax.transAxes, ha="right",
-            va="bottom", fontsize=8, color=FAIL_COLOR if n_fail else "#333333")
+    ax.text(
+        1.0,
+        1.02,
+        f"{n_fail} of {len(attempts)} attempts failed",
+        transform=ax.transAxes,
+        ha="right",
+        va="bottom",
+        fontsize=8,
+        color=FAIL_COLOR if n_fail else "#333333",
+    )
     ax.grid(axis="x", alpha=0.3)
 
 
@@ -128,10 +180,25 @@ def _nexthop_panel(ax, control: ControlRun, t0: float) -> None:
         ts = [t - t0 for t, *_ in series]
         ls = styles.get(role, ":")
         # BGP drawn wide and pale underneath, the FIB thin on top: where they differ, both show
-        ax.step(ts, [b for _, b, _, _ in series], where="post", color="#ff7f0e", linestyle=ls, linewidth=4,
-                alpha=0.45, label=f"BGP next-hops ({role})")
-        ax.step(ts, [f for _, _, f, _ in series], where="post", color="#1f77b4", linestyle=ls, linewidth=1.4,
-                label=f"FIB next-hops ({role})")
+        ax.step(
+            ts,
+            [b for _, b, _, _ in series],
+            where="post",
+            color="#ff7f0e",
+            linestyle=ls,
+            linewidth=4,
+            alpha=0.45,
+            label=f"BGP next-hops ({role})",
+        )
+        ax.step(
+            ts,
+            [f for _, _, f, _ in series],
+            where="post",
+            color="#1f77b4",
+            linestyle=ls,
+            linewidth=1.4,
+            label=f"FIB next-hops ({role})",
+        )
         stale = [s for _, _, _, s in series]
         if any(stale) and not stale_drawn:  # the same node's paths go stale for every VIP: draw once
             stale_drawn = True
@@ -167,12 +234,17 @@ def plot_run(run: RunResult, path: Path) -> Path:
     t0 = run.fault.inject_start
     vips = sorted({a.vip for a in run.probe.attempts}, key=lambda v: (v != "traefik", v))
     nodes = sorted({a.node for a in run.probe.attempts if a.node})
-    fig, axes = plt.subplots(len(vips) + 1, 1, sharex=True, figsize=(12, 2.2 * (len(vips) + 1) + 0.8),
-                             gridspec_kw={"height_ratios": [1.0] * len(vips) + [1.1]})
+    fig, axes = plt.subplots(
+        len(vips) + 1,
+        1,
+        sharex=True,
+        figsize=(12, 2.2 * (len(vips) + 1) + 0.8),
+        gridspec_kw={"height_ratios": [1.0] * len(vips) + [1.1]},
+    )
     m = run.analysis.measurements if run.analysis else {}
     detect = m["detect"].value if "detect" in m and isinstance(m["detect"].value, float) else None
     recovery = m["recovery"].value if "recovery" in m and isinstance(m["recovery"].value, float) else None
-    for ax, vip in zip(axes, vips):
+    for ax, vip in zip(axes, vips, strict=False):
         _probe_panel(ax, run.probe, vip, nodes, t0)
         _mark_fault(ax, run.fault, t0, detect, recovery)
     _nexthop_panel(axes[-1], run.control, t0)
@@ -180,13 +252,22 @@ def plot_run(run: RunResult, path: Path) -> Path:
     axes[-1].set_xlabel("seconds since the fault started")
     verdicts = [r for r in run.rows if r.verdict in ("inside", "outside")]
     bad = [r for r in verdicts if r.verdict == "outside"]
-    headline = f"{run.scenario}" + (f" on {run.node}" if run.node else "") + (
-        f" -- {len(bad)} measure(s) OUTSIDE the bound" if bad else f" -- all {len(verdicts)} bounded measures inside")
+    headline = (
+        f"{run.scenario}"
+        + (f" on {run.node}" if run.node else "")
+        + (
+            f" -- {len(bad)} measure(s) OUTSIDE the bound"
+            if bad
+            else f" -- all {len(verdicts)} bounded measures inside"
+        )
+    )
     for r in bad[:3]:
         headline += f"\n{r.measure}: {r.measured.split(' [')[0]}, expected {r.expected}"
     fig.suptitle(headline, fontsize=11, color=FAIL_COLOR if bad else "#222222", x=0.01, ha="left")
-    legend = ("red band: fault (red line start, green line end)   orange dotted: next-hop gone / detected   "
-              "blue dotted: recovered   x: failed attempt")
+    legend = (
+        "red band: fault (red line start, green line end)   orange dotted: next-hop gone / detected   "
+        "blue dotted: recovered   x: failed attempt"
+    )
     fig.text(0.01, 0.005, legend, fontsize=8, color="#444444")
     fig.tight_layout(rect=(0, 0.03, 1, 1))  # tight_layout already leaves room for the suptitle
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -196,6 +277,7 @@ def plot_run(run: RunResult, path: Path) -> Path:
 
 
 # ---------------------------------------------------------------- report directory
+
 
 def write_report(results: list[DrillResult], out_dir: Path) -> Path:
     """Write report.json, one PNG per run and index.md into ``out_dir``; returns index.md."""

@@ -5,6 +5,7 @@ the probe runs in ``client`` and the sampler in ``ucg``. Waiting is always a con
 deadline; deadlines come from the computed bounds times ``margin``. The fault is undone in
 ``finally`` (also on SIGINT/SIGTERM), and the lab must verify again before the run counts.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,16 +19,23 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from generators.drill import analysis as an_mod
-from generators.in_container import DIR as AGENT_DIR
-from generators.readback import frrstate
 from generators.drill.analysis import Analysis, FaultTimes, Row
-from generators.drill.bounds import BoundInputs, ScenarioBounds, bounds_for, fault_deadline, inputs_from, recovery_deadline
+from generators.drill.bounds import (
+    BoundInputs,
+    ScenarioBounds,
+    bounds_for,
+    fault_deadline,
+    inputs_from,
+    recovery_deadline,
+)
 from generators.drill.design import Design, load_design
 from generators.drill.gateway import GatewayFacts, read_gateway_facts
 from generators.drill.lab_api import Lab
 from generators.drill.samples import ControlRun, ProbeRun, parse_control, parse_probe
 from generators.drill.scenarios import SCENARIOS, FaultLedger, Scenario
 from generators.errors import LabToolError
+from generators.in_container import DIR as AGENT_DIR
+from generators.readback import frrstate
 from generators.versions import GOBGP_VERSION
 
 LAB_WORKDIR = "/tmp/drill"
@@ -122,6 +130,7 @@ class _Ctx:
 
 # ---------------------------------------------------------------- agents in the lab
 
+
 @dataclass(frozen=True)
 class AgentPaths:
     run_dir: str
@@ -156,20 +165,53 @@ class AgentPaths:
 
 
 def probe_argv(lab: Lab, paths: AgentPaths, opts: DrillOptions, max_duration: float) -> list[str]:
-    argv = [PYTHON, paths.probe_script, "--out", paths.probe_out, "--status", paths.probe_status,
-            "--stop-file", paths.stop, "--rate", str(opts.rate), "--timeout", str(opts.timeout),
-            "--max-duration", f"{max_duration:.0f}"]
+    argv = [
+        PYTHON,
+        paths.probe_script,
+        "--out",
+        paths.probe_out,
+        "--status",
+        paths.probe_status,
+        "--stop-file",
+        paths.stop,
+        "--rate",
+        str(opts.rate),
+        "--timeout",
+        str(opts.timeout),
+        "--max-duration",
+        f"{max_duration:.0f}",
+    ]
     if "apiserver" in lab.vips:
-        argv += ["--apiserver-vip", lab.vips["apiserver"], "--apiserver-port", str(lab.apiserver_port),
-                 "--dns-name", lab.dns_name, "--ca", lab.ca_path_in_client]
+        argv += [
+            "--apiserver-vip",
+            lab.vips["apiserver"],
+            "--apiserver-port",
+            str(lab.apiserver_port),
+            "--dns-name",
+            lab.dns_name,
+            "--ca",
+            lab.ca_path_in_client,
+        ]
     if "traefik" in lab.vips:
         argv += ["--traefik-vip", lab.vips["traefik"]]
     return argv
 
 
 def sampler_argv(lab: Lab, paths: AgentPaths, opts: DrillOptions, max_duration: float) -> list[str]:
-    argv = [PYTHON, paths.sampler_script, "--out", paths.control_out, "--latest", paths.control_latest,
-            "--stop-file", paths.stop, "--interval", str(opts.sample_interval), "--max-duration", f"{max_duration:.0f}"]
+    argv = [
+        PYTHON,
+        paths.sampler_script,
+        "--out",
+        paths.control_out,
+        "--latest",
+        paths.control_latest,
+        "--stop-file",
+        paths.stop,
+        "--interval",
+        str(opts.sample_interval),
+        "--max-duration",
+        f"{max_duration:.0f}",
+    ]
     for role, ip in sorted(lab.vips.items()):
         argv += ["--vip", f"{role}={ip}"]
     return argv
@@ -199,7 +241,10 @@ def start_agents(ctx: _Ctx, paths: AgentPaths, max_duration: float) -> None:
         if res.exit_code != 0:
             raise DrillError(f"mkdir {paths.run_dir} in {node} failed: {res.stderr.strip()[:200]}")
     common = (AGENT_DIR / "agent_common.py").read_bytes()
-    for node, script, source in (("client", paths.probe_script, "probe_agent.py"), ("ucg", paths.sampler_script, "sampler_agent.py")):
+    for node, script, source in (
+        ("client", paths.probe_script, "probe_agent.py"),
+        ("ucg", paths.sampler_script, "sampler_agent.py"),
+    ):
         lab.put_file(node, f"{paths.run_dir}/agent_common.py", common, 0o644)
         lab.put_file(node, script, (AGENT_DIR / source).read_bytes(), 0o755)
     lab.put_file("ucg", f"{paths.run_dir}/frrstate.py", Path(frrstate.__file__).read_bytes(), 0o644)
@@ -220,6 +265,7 @@ def agents_ended(ctx: _Ctx, paths: AgentPaths) -> bool:
 
 
 # ---------------------------------------------------------------- conditions
+
 
 def probe_nodes_seen(status: dict, vip: str, since: float) -> set[str]:
     return {n for n, t in ((status.get("last_ok_by_node") or {}).get(vip) or {}).items() if t >= since}
@@ -258,32 +304,47 @@ def apiserver_quiet(status: dict | None, inject_start: float, now: float, quiet:
 
 # ---------------------------------------------------------------- one run
 
+
 def _inputs(lab: Lab, design: Design, facts: GatewayFacts | None, node: str | None, opts: DrillOptions) -> BoundInputs:
-    return inputs_from(design.bgp, design.health, facts, lab.nodes.get(node) if node else None,
-                       probe_interval=1.0 / opts.rate, probe_timeout=opts.timeout,
-                       sample_interval=opts.sample_interval, node_count=len(lab.nodes),
-                       speaker_version=opts.speaker_version)
+    return inputs_from(
+        design.bgp,
+        design.health,
+        facts,
+        lab.nodes.get(node) if node else None,
+        probe_interval=1.0 / opts.rate,
+        probe_timeout=opts.timeout,
+        sample_interval=opts.sample_interval,
+        node_count=len(lab.nodes),
+        speaker_version=opts.speaker_version,
+    )
 
 
-def _hold_fault(ctx: _Ctx, scenario: Scenario, node_ip: str | None, paths: AgentPaths, inject_start: float,
-                timeout: float) -> bool:
+def _hold_fault(
+    ctx: _Ctx, scenario: Scenario, node_ip: str | None, paths: AgentPaths, inject_start: float, timeout: float
+) -> bool:
     if scenario.name.startswith("speaker-") and ctx.opts.restart_delay is not None:
         delay = ctx.opts.restart_delay  # the scenario's own parameter: how long the speaker stays down
         return ctx.wait_until(lambda: ctx.clock() - inject_start >= delay, delay + 5, f"the {delay:g} s restart delay")
     if scenario.wait_for == "fib-gone":
         assert node_ip is not None
-        return ctx.wait_until(lambda: node_out_of_fib(_read_json(ctx, "ucg", paths.control_latest), node_ip),
-                              timeout, f"{node_ip} to leave the gateway FIB")
+        return ctx.wait_until(
+            lambda: node_out_of_fib(_read_json(ctx, "ucg", paths.control_latest), node_ip),
+            timeout,
+            f"{node_ip} to leave the gateway FIB",
+        )
     if scenario.wait_for == "apiserver-out":
         quiet = max(2.0, 3 * ctx.opts.timeout)
-        return ctx.wait_until(lambda: apiserver_quiet(_read_json(ctx, "client", paths.probe_status), inject_start,
-                                                      ctx.clock(), quiet),
-                              timeout, "apiserver attempts to stop failing")
+        return ctx.wait_until(
+            lambda: apiserver_quiet(_read_json(ctx, "client", paths.probe_status), inject_start, ctx.clock(), quiet),
+            timeout,
+            "apiserver attempts to stop failing",
+        )
     return True
 
 
-def _recovered(ctx: _Ctx, scenario: Scenario, node: str | None, paths: AgentPaths, baseline_fib: dict[str, set[str]],
-               since: float) -> bool:
+def _recovered(
+    ctx: _Ctx, scenario: Scenario, node: str | None, paths: AgentPaths, baseline_fib: dict[str, set[str]], since: float
+) -> bool:
     status = _read_json(ctx, "client", paths.probe_status) or {}
     if scenario.name == "apiserver-down":
         return node in probe_nodes_seen(status, "apiserver", since)
@@ -292,18 +353,29 @@ def _recovered(ctx: _Ctx, scenario: Scenario, node: str | None, paths: AgentPath
     return node is None or node in probe_nodes_seen(status, "traefik", since)
 
 
-def run_once(lab: Lab, scenario: Scenario, node: str | None, index: int, opts: DrillOptions, design: Design,
-             clock: Callable[[], float] = time.time, pause: Callable[[float], None] = time.sleep,
-             say: Callable[[str], None] = print) -> RunResult:
+def run_once(
+    lab: Lab,
+    scenario: Scenario,
+    node: str | None,
+    index: int,
+    opts: DrillOptions,
+    design: Design,
+    clock: Callable[[], float] = time.time,
+    pause: Callable[[float], None] = time.sleep,
+    say: Callable[[str], None] = print,
+) -> RunResult:
     ctx = _Ctx(lab, opts, clock, pause, say)
     run_id = f"{scenario.name}-{node or 'gw'}-{index}-{uuid.uuid4().hex[:6]}"
     paths = AgentPaths(f"{LAB_WORKDIR}/{run_id}")
-    result = RunResult(scenario.name, node, index, run_id, None, None, None, None, None, [], None, None, False,
-                       events=ctx.events)
+    result = RunResult(
+        scenario.name, node, index, run_id, None, None, None, None, None, [], None, None, False, events=ctx.events
+    )
     if not lab.verify():
         failing = "; ".join(getattr(lab, "last_verify_failures", ()) or ())
-        raise DrillError("the lab does not verify before the drill; run `invoke verify` and fix what it reports"
-                         + (f" ({failing})" if failing else ""))
+        raise DrillError(
+            "the lab does not verify before the drill; run `invoke verify` and fix what it reports"
+            + (f" ({failing})" if failing else "")
+        )
     facts = read_gateway_facts(lab)
     result.gateway = facts
     inp = _inputs(lab, design, facts, node, opts)
@@ -319,13 +391,22 @@ def run_once(lab: Lab, scenario: Scenario, node: str | None, index: int, opts: D
         start_agents(ctx, paths, max_duration)
         started = True
         t_agents = clock()
-        if not ctx.wait_until(lambda: baseline_ready(_read_json(ctx, "client", paths.probe_status),
-                                                     _read_json(ctx, "ucg", paths.control_latest), lab, t_agents),
-                              opts.baseline_timeout, "a baseline in which every node answered"):
-            raise DrillError("no clean baseline: not every node answered both VIPs, or the gateway FIB lacks a VIP; "
-                             "check `invoke verify` and the probe output")
+        if not ctx.wait_until(
+            lambda: baseline_ready(
+                _read_json(ctx, "client", paths.probe_status),
+                _read_json(ctx, "ucg", paths.control_latest),
+                lab,
+                t_agents,
+            ),
+            opts.baseline_timeout,
+            "a baseline in which every node answered",
+        ):
+            raise DrillError(
+                "no clean baseline: not every node answered both VIPs, or the gateway FIB lacks a VIP; "
+                "check `invoke verify` and the probe output"
+            )
         baseline_fib = fib_sets(_read_json(ctx, "ucg", paths.control_latest))
-        ctx.event(f"baseline: FIB {({k: sorted(v) for k, v in baseline_fib.items()})}")
+        ctx.event(f"baseline: FIB { ({k: sorted(v) for k, v in baseline_fib.items()}) }")
         inject_start, inject_end = ledger.inject(scenario, node)
         ctx.event(f"fault injected: {scenario.name} {node or ''}".strip())
         if not _hold_fault(ctx, scenario, node_ip, paths, inject_start, hold_timeout):
@@ -333,19 +414,30 @@ def run_once(lab: Lab, scenario: Scenario, node: str | None, index: int, opts: D
         if node is not None:  # keep the fault until every other node was seen serving under it
             t_effect = clock()
             others = set(lab.nodes) - {node}
-            ctx.wait_until(lambda: all(others <= probe_nodes_seen(_read_json(ctx, "client", paths.probe_status) or {},
-                                                                  vip, t_effect) for vip in lab.vips),
-                           10.0, "the other nodes to answer during the fault")
+            ctx.wait_until(
+                lambda: all(
+                    others <= probe_nodes_seen(_read_json(ctx, "client", paths.probe_status) or {}, vip, t_effect)
+                    for vip in lab.vips
+                ),
+                10.0,
+                "the other nodes to answer during the fault",
+            )
         undo = ledger.undo_last()
         if undo is not None:
             ctx.event("fault undone")
         fault = FaultTimes(inject_start, inject_end, *(undo or (None, None)))
-        if not ctx.wait_until(lambda: _recovered(ctx, scenario, node, paths, baseline_fib, fault.end),
-                              rec_timeout, "recovery to the baseline"):
+        if not ctx.wait_until(
+            lambda: _recovered(ctx, scenario, node, paths, baseline_fib, fault.end),
+            rec_timeout,
+            "recovery to the baseline",
+        ):
             result.errors.append(f"{scenario.name}: no recovery within {rec_timeout:.0f} s after the fault ended")
         t_rec = clock()
-        ctx.wait_until(lambda: (_read_json(ctx, "client", paths.probe_status) or {}).get("t", 0.0) >= t_rec + opts.tail,
-                       opts.tail + 10, "the tail of probe samples")
+        ctx.wait_until(
+            lambda: (_read_json(ctx, "client", paths.probe_status) or {}).get("t", 0.0) >= t_rec + opts.tail,
+            opts.tail + 10,
+            "the tail of probe samples",
+        )
     finally:
         errors = ledger.undo_all()
         result.errors.extend(errors)
@@ -388,10 +480,18 @@ def default_node(lab: Lab) -> str:
     return sorted(lab.nodes)[0]
 
 
-def run_drill(lab: Lab, scenario: str | Scenario, node: str | None = None, repeat: int = 1, rate: float = 10.0,
-              options: DrillOptions | None = None, design: Design | None = None,
-              clock: Callable[[], float] = time.time, pause: Callable[[float], None] = time.sleep,
-              say: Callable[[str], None] = print) -> DrillResult:
+def run_drill(
+    lab: Lab,
+    scenario: str | Scenario,
+    node: str | None = None,
+    repeat: int = 1,
+    rate: float = 10.0,
+    options: DrillOptions | None = None,
+    design: Design | None = None,
+    clock: Callable[[], float] = time.time,
+    pause: Callable[[float], None] = time.sleep,
+    say: Callable[[str], None] = print,
+) -> DrillResult:
     """Run ``scenario`` ``repeat`` times against ``node`` (default: the first cluster node)."""
     sc = SCENARIOS[scenario] if isinstance(scenario, str) else scenario
     opts = options or DrillOptions()

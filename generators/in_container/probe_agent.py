@@ -15,6 +15,7 @@ timeout, so a hanging attempt never delays the schedule. The probe stops by itse
 writes a final ``{"type": "end"}`` line. ``--status`` is rewritten (atomically) about every 0.5 s
 with counters and the nodes seen recently, for whoever drives the drill to poll cheaply.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,7 +31,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 try:  # in the lab container: beside this script; in tests: the package
-    from agent_common import FixedSchedule
+    from agent_common import FixedSchedule  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover
     from generators.in_container.agent_common import FixedSchedule
 
@@ -130,7 +131,9 @@ def connect(ip: str, port: int, deadline: float) -> socket.socket:
         raise classify_os_error(exc, "connect") from exc
 
 
-def attempt_apiserver(ip: str, port: int, dns_name: str, ctx: ssl.SSLContext, deadline: float) -> tuple[int, str | None]:
+def attempt_apiserver(
+    ip: str, port: int, dns_name: str, ctx: ssl.SSLContext, deadline: float
+) -> tuple[int, str | None]:
     raw = connect(ip, port, deadline)
     try:
         raw.settimeout(_remaining(deadline))
@@ -258,12 +261,21 @@ def run(args: argparse.Namespace) -> int:
     def wall_of(mono: float) -> float:
         return t0_wall + (mono - t0_mono)
 
-    recorder.write({
-        "type": "meta", "agent": "probe", "t0": t0_wall, "rate": args.rate, "interval": interval,
-        "timeout": args.timeout, "vips": {role: None for role, _ in targets},
-        "apiserver_vip": args.apiserver_vip, "traefik_vip": args.traefik_vip, "dns_name": args.dns_name,
-        "pid": os.getpid(),
-    })
+    recorder.write(
+        {
+            "type": "meta",
+            "agent": "probe",
+            "t0": t0_wall,
+            "rate": args.rate,
+            "interval": interval,
+            "timeout": args.timeout,
+            "vips": {role: None for role, _ in targets},
+            "apiserver_vip": args.apiserver_vip,
+            "traefik_vip": args.traefik_vip,
+            "dns_name": args.dns_name,
+            "pid": os.getpid(),
+        }
+    )
     next_status = t0_mono
     schedule = FixedSchedule(interval, args.max_duration, args.stop_file, t0=t0_mono)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="attempt") as pool:

@@ -14,6 +14,7 @@ and writes one compact JSON line per sample. It stops after ``--max-duration`` o
 ``--stop-file`` exists, then writes ``{"type": "end"}``. ``--latest`` is rewritten atomically with
 the newest sample so whoever drives the drill can poll it cheaply.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,13 +26,27 @@ import time
 from dataclasses import asdict
 
 try:  # in the lab container: beside this script; in tests: the package
-    from agent_common import FixedSchedule
-    from frrstate import bgp_paths, kernel_next_hops, needs_nexthop_objects, nexthop_objects, rib_next_hops
-    from frrstate import split_json_stream, summary_peers
+    from agent_common import FixedSchedule  # type: ignore[import-not-found]
+    from frrstate import (  # type: ignore[import-not-found]
+        bgp_paths,
+        kernel_next_hops,
+        needs_nexthop_objects,
+        nexthop_objects,
+        rib_next_hops,
+        split_json_stream,
+        summary_peers,
+    )
 except ImportError:  # pragma: no cover
     from generators.in_container.agent_common import FixedSchedule
-    from generators.readback.frrstate import bgp_paths, kernel_next_hops, needs_nexthop_objects, nexthop_objects
-    from generators.readback.frrstate import rib_next_hops, split_json_stream, summary_peers
+    from generators.readback.frrstate import (
+        bgp_paths,
+        kernel_next_hops,
+        needs_nexthop_objects,
+        nexthop_objects,
+        rib_next_hops,
+        split_json_stream,
+        summary_peers,
+    )
 
 
 def fib_nexthops(routes: list, vip: str, objects: dict[int, list[str]] | None = None) -> list[str]:
@@ -71,8 +86,10 @@ def build_sample(vips: dict[str, str], vtysh_out: str, ip_routes: list, nexthop_
         sample["peers"] = {ip: asdict(p) for ip, p in summary_peers(summaries[0]).items()}
     else:  # vtysh did not answer (FRR restarting?): BGP and RIB unknown (null), the kernel FIB still counts
         sample["errors"].append("no 'show bgp summary json' output with ipv4Unicast")
-        sample["vips"] = {role: {"ip": ip, "bgp": None, "rib": None, "fib": fib_nexthops(ip_routes, ip, nexthop_objs)}
-                          for role, ip in vips.items()}
+        sample["vips"] = {
+            role: {"ip": ip, "bgp": None, "rib": None, "fib": fib_nexthops(ip_routes, ip, nexthop_objs)}
+            for role, ip in vips.items()
+        }
         return sample
     by_prefix = {v.get("prefix"): v for v in values if "prefix" in v}
     for role, ip in vips.items():
@@ -130,8 +147,20 @@ def run(args: argparse.Namespace) -> int:
     vips = dict(item.split("=", 1) for item in args.vip)
     schedule = FixedSchedule(args.interval, args.max_duration, args.stop_file, skip_overrun=True)
     with open(args.out, "a", encoding="utf-8") as out:
-        out.write(json.dumps({"type": "meta", "agent": "sampler", "t0": time.time(), "interval": args.interval,
-                              "vips": vips, "pid": os.getpid()}, sort_keys=True) + "\n")
+        out.write(
+            json.dumps(
+                {
+                    "type": "meta",
+                    "agent": "sampler",
+                    "t0": time.time(),
+                    "interval": args.interval,
+                    "vips": vips,
+                    "pid": os.getpid(),
+                },
+                sort_keys=True,
+            )
+            + "\n"
+        )
         for k, _due in schedule:
             try:
                 sample = take_sample(vips, cmd_timeout=max(2.0, args.interval * 5))
@@ -141,7 +170,9 @@ def run(args: argparse.Namespace) -> int:
             out.write(json.dumps(sample, sort_keys=True) + "\n")
             out.flush()
             write_latest(args.latest, sample)
-        out.write(json.dumps({"type": "end", "t": time.time(), "reason": schedule.reason, "samples": schedule.next_k}) + "\n")
+        out.write(
+            json.dumps({"type": "end", "t": time.time(), "reason": schedule.reason, "samples": schedule.next_k}) + "\n"
+        )
     return 0
 
 

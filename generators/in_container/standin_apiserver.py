@@ -7,6 +7,7 @@ Serves HTTPS on <node-ip>:6443 with the node's certificate (SANs = the node's re
 Every response carries "X-Served-By: <node>". Logs one line per request to --log. Exits cleanly on
 SIGTERM/SIGINT; it can be killed and started again at once (SO_REUSEADDR).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,7 +17,7 @@ import ssl
 import sys
 
 try:  # in the container: beside this script; in tests: the package
-    from standin_common import LoggingHandler, Server, open_log, serve_until_signalled
+    from standin_common import LoggingHandler, Server, open_log, serve_until_signalled  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover
     from generators.in_container.standin_common import LoggingHandler, Server, open_log, serve_until_signalled
 
@@ -27,8 +28,18 @@ HEALTH_PATHS = ("/healthz", "/livez", "/readyz")
 def version_body(k3s_version: str, node: str) -> dict:
     match = re.match(r"v?(\d+)\.(\d+)", k3s_version or "")
     major, minor = (match.group(1), match.group(2)) if match else ("", "")
-    return {"major": major, "minor": minor, "gitVersion": k3s_version, "gitCommit": "", "gitTreeState": "clean",
-            "buildDate": "", "goVersion": "", "compiler": "gc", "platform": "linux/amd64", "twinNode": node}
+    return {
+        "major": major,
+        "minor": minor,
+        "gitVersion": k3s_version,
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "",
+        "goVersion": "",
+        "compiler": "gc",
+        "platform": "linux/amd64",
+        "twinNode": node,
+    }
 
 
 def make_handler(node: str, k3s_version: str, log):
@@ -52,8 +63,13 @@ def make_handler(node: str, k3s_version: str, log):
                 body = json.dumps(version_body(k3s_version, node), indent=2).encode()
                 self._send(200, body, "application/json")
             else:
-                status = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404,
-                          "message": f"the twin's stand-in apiserver on {node} serves only /healthz and /version"}
+                status = {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "status": "Failure",
+                    "code": 404,
+                    "message": f"the twin's stand-in apiserver on {node} serves only /healthz and /version",
+                }
                 self._send(404, json.dumps(status).encode(), "application/json")
 
     return Handler
@@ -75,7 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     server = Server((args.bind, args.port), make_handler(args.node, args.k3s_version, log))
     server.socket = context.wrap_socket(server.socket, server_side=True)
     return serve_until_signalled(
-        server, log, f"stand-in apiserver for {args.node} on https://{args.bind}:{args.port} (k3s {args.k3s_version or '?'})")
+        server,
+        log,
+        f"stand-in apiserver for {args.node} on https://{args.bind}:{args.port} (k3s {args.k3s_version or '?'})",
+    )
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import argparse
 import sys
 
 try:  # in the container: beside this script; in tests: the package
-    from standin_common import LoggingHandler, Server, open_log, serve_until_signalled
+    from standin_common import LoggingHandler, Server, open_log, serve_until_signalled  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover
     from generators.in_container.standin_common import LoggingHandler, Server, open_log, serve_until_signalled
 

@@ -12,7 +12,8 @@ from typing import Any, Mapping
 from ..errors import InputError, LabError
 from ..model import Model
 from .engine import Engine, ExecResult
-from .kinds.client import CA_PATH, NAME as CLIENT
+from .kinds.client import CA_PATH
+from .kinds.client import NAME as CLIENT
 from .kinds.gateway import NAME as GATEWAY
 from .names import LabPaths, container_name, lab_paths, validate_lab_name
 

@@ -1,4 +1,5 @@
 """Wait, on conditions, until the gateway sees what the rendered config promises."""
+
 from __future__ import annotations
 
 import json
@@ -6,10 +7,10 @@ import time
 from typing import Callable
 
 from ..checks.verify import gateway_nexthop_objects
-from ..readback.frrstate import ESTABLISHED, kernel_next_hops, needs_nexthop_objects, route_next_hops, session_states
-from .expect import expectation_for
 from ..errors import LabError
+from ..readback.frrstate import ESTABLISHED, kernel_next_hops, needs_nexthop_objects, route_next_hops, session_states
 from .access import LabAccess
+from .expect import expectation_for
 
 POLL_S = 0.25
 
@@ -41,9 +42,12 @@ def wait_converged(lab: LabAccess, log: Callable[[str], None], timeout: float | 
         if "error" not in snap:
             established = sorted(ip for ip in exp.peers if snap["sessions"].get(ip) == ESTABLISHED)
             done = len(established) == len(exp.peers) and all(
-                set(snap["next_hops"][v]) == set(exp.next_hops.get(v, ())) == set(snap["fib"][v]) for v in vips)
-            line = (f"  {time.monotonic() - t0:5.1f}s sessions {len(established)}/{len(exp.peers)} Established; "
-                    + "; ".join(f"{v} {len(snap['next_hops'][v])}/{len(exp.next_hops.get(v, ()))} next-hops" for v in vips))
+                set(snap["next_hops"][v]) == set(exp.next_hops.get(v, ())) == set(snap["fib"][v]) for v in vips
+            )
+            line = (
+                f"  {time.monotonic() - t0:5.1f}s sessions {len(established)}/{len(exp.peers)} Established; "
+                + "; ".join(f"{v} {len(snap['next_hops'][v])}/{len(exp.next_hops.get(v, ()))} next-hops" for v in vips)
+            )
             if done:
                 log(line + " -- converged")
                 return snap
@@ -53,5 +57,7 @@ def wait_converged(lab: LabAccess, log: Callable[[str], None], timeout: float | 
             log(line)  # progress only when something changed
         last = line
         if time.monotonic() > deadline:
-            raise LabError(f"lab did not converge within {timeout or lab.lab.converge_timeout} s; last state: {line.strip()}")
+            raise LabError(
+                f"lab did not converge within {timeout or lab.lab.converge_timeout} s; last state: {line.strip()}"
+            )
         time.sleep(POLL_S)  # poll interval between condition checks, not a wait standing in for one

@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 import docker
 import docker.errors
+
 from generators.errors import EnvironmentProblem
 
 

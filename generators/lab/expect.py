@@ -3,6 +3,7 @@
 The design intends every pinned LoadBalancer VIP to reach the gateway; which nodes actually
 advertise it (and why not, when none does) is what Cilium would do with the rendered resources.
 """
+
 from __future__ import annotations
 
 from ..checks.verify import Expectation
@@ -16,7 +17,9 @@ def _why_not(plan: TwinPlan, service: str) -> str:
     return "; ".join(line.strip() for line in lines) or plan.services[service].ip_reason
 
 
-def expectation_from_plan(plan: TwinPlan, vips_by_role: dict[str, str], apiserver_port: int, dns_name: str) -> Expectation:
+def expectation_from_plan(
+    plan: TwinPlan, vips_by_role: dict[str, str], apiserver_port: int, dns_name: str
+) -> Expectation:
     role_of = {vip: role for role, vip in vips_by_role.items()}
     intended: dict[str, str] = {}
     not_advertised: dict[str, str] = {}

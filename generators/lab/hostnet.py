@@ -12,6 +12,7 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
+
 from generators.errors import EnvironmentProblem
 
 Run = Callable[[list[str]], subprocess.CompletedProcess]
@@ -106,7 +107,7 @@ def containerlab_bridge_rules(bridge: str, runner: Run = run) -> list[list[str]]
         words = shlex.split(line)
         if words[:2] != ["-A", "FORWARD"] or CLAB_COMMENT not in words:
             continue
-        pairs = list(zip(words, words[1:]))
+        pairs = list(zip(words, words[1:], strict=False))
         if ("-i", bridge) in pairs or ("-o", bridge) in pairs:
             out.append(words[1:])
     return out

@@ -154,7 +154,7 @@ def _run_debootstrap(spec: ImageSpec, target: Path, log: Log) -> None:
     log(f"image {spec.name}: debootstrap {spec.suite} + {', '.join(sorted(set(spec.packages)))}")
     t0 = time.monotonic()
     tail: deque[str] = deque(maxlen=30)
-    phase, counts = "", {}
+    phase, counts = "", dict[str, int]()
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     assert proc.stdout is not None

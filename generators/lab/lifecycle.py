@@ -3,6 +3,7 @@
 Each phase is timed; lab-up is idempotent (a second run on a converged lab changes nothing), and a
 failed lab-up leaves a state that lab-down cleans up.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -94,8 +95,15 @@ def _containerlab(args: list[str], lab: LabAccess, log: Log, timeout: float = 60
         raise LabError("containerlab is not installed; `invoke lab-up` installs it (or run `invoke setup`)")
     env = {**os.environ, "CLAB_LABDIR_BASE": str(lab.paths.state)}
     lab.paths.state.mkdir(parents=True, exist_ok=True)
-    res = subprocess.run([exe, *args], capture_output=True, text=True, env=env, timeout=timeout, check=False,
-                         cwd=str(lab.paths.rendered) if lab.paths.rendered.is_dir() else None)
+    res = subprocess.run(
+        [exe, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+        cwd=str(lab.paths.rendered) if lab.paths.rendered.is_dir() else None,
+    )
     if res.returncode != 0:
         tail = (res.stderr or res.stdout).strip().splitlines()[-25:]
         raise LabError(f"containerlab {' '.join(args[:1])} failed (exit {res.returncode})", tail)
@@ -187,8 +195,14 @@ def lab_down(name: str, log: Log = print, base: Path | None = None) -> list[str]
     clab = shutil.which("containerlab")
     env = {**os.environ, "CLAB_LABDIR_BASE": str(paths.state)}
     if clab and paths.clab_file.is_file():
-        res = subprocess.run([clab, "destroy", "-t", str(paths.clab_file), "--cleanup"], capture_output=True, text=True,
-                             env=env, timeout=300, check=False)
+        res = subprocess.run(
+            [clab, "destroy", "-t", str(paths.clab_file), "--cleanup"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+            check=False,
+        )
         if res.returncode != 0:
             log(f"  containerlab destroy: exit {res.returncode}: {(res.stderr or res.stdout).strip()[-300:]}")
         else:
@@ -212,7 +226,15 @@ def lab_down(name: str, log: Log = print, base: Path | None = None) -> list[str]
 
 def status(lab: LabAccess) -> dict:
     containers = lab.running_containers()
-    out: dict = {"lab": lab.name, "containers": containers, "nodes": lab.nodes, "vips": lab.vips, "sessions": {}, "routes": {}, "fib": {}}
+    out: dict = {
+        "lab": lab.name,
+        "containers": containers,
+        "nodes": lab.nodes,
+        "vips": lab.vips,
+        "sessions": {},
+        "routes": {},
+        "fib": {},
+    }
     if containers.get(lab.gateway) == "running":
         try:
             snap = snapshot(lab, list(lab.vips.values()))
@@ -249,7 +271,9 @@ def format_up(report: UpReport) -> str:
     for vip, hops in sorted(conv.get("next_hops", {}).items()):
         lines.append(f"  vip {vip:<15} next-hops {', '.join(sorted(hops)) or '-'}")
     total = sum(p.seconds for p in report.phases)
-    lines.append("  phases: " + ", ".join(f"{p.name} {p.seconds:.1f}s" for p in report.phases) + f" (total {total:.1f}s)")
+    lines.append(
+        "  phases: " + ", ".join(f"{p.name} {p.seconds:.1f}s" for p in report.phases) + f" (total {total:.1f}s)"
+    )
     if report.changed:
         per_phase = ", ".join(f"{p.name} {len(p.changed)}" for p in report.phases if p.changed)
         lines.append(f"  changes: {len(report.changed)} ({per_phase}; `--json` lists them)")

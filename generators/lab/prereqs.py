@@ -23,10 +23,11 @@ import shutil
 import subprocess
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Protocol
-from contextlib import contextmanager
+
 from generators.errors import EnvironmentProblem
 from generators.gomod import cache_dir, download, go_env
 from generators.versions import CONTAINERLAB_MODULE, CONTAINERLAB_VERSION, GOBGP_MODULE, GOBGP_VERSION

@@ -7,40 +7,8 @@ inventory model and needs no Docker. Every check has a stable id and severity: s
 """
 from __future__ import annotations
 
-from pathlib import Path
-
-from generators.readback.rendered import Rendered, load_rendered
-
-from . import checks_addresses, checks_bgp, checks_envoy, checks_gateway, checks_input, checks_k3s, checks_timers
-from .context import build_context
+from .cli import main
 from .findings import CHECKS, ERROR, WARNING, Check, Finding, Report
-
-_STAGES = (checks_input, checks_envoy, checks_bgp, checks_gateway, checks_addresses, checks_timers, checks_k3s)
-
-
-def run(dir_or_rendered: str | Path | Rendered, *, frr_version: str | None = None, source: str | None = None) -> Report:
-    """Check a rendered directory (or an already loaded :class:`Rendered`) and return every finding.
-
-    ``frr_version`` is the gateway's FRR version (e.g. ``"8.4.4"``); without it a ``frr version``
-    line in frr/frr.conf is used, and when neither exists N-bit support is assumed (and said).
-    Raises :class:`generators.readback.rendered.RenderedError` when a file cannot be read at all.
-    """
-    rendered = dir_or_rendered if isinstance(dir_or_rendered, Rendered) else load_rendered(dir_or_rendered)
-    ctx = build_context(rendered, frr_version)
-    for stage in _STAGES:
-        stage.run(ctx)
-    return Report(
-        source=source if source is not None else str(rendered.root),
-        files=sorted(rendered.files),
-        findings=sorted(set(ctx.findings)),
-        frr_version=ctx.frr_version,
-    )
-
-
-def main(argv: list[str] | None = None) -> int:
-    from .cli import main as cli_main
-
-    return cli_main(argv)
-
+from .run import run
 
 __all__ = ["CHECKS", "Check", "ERROR", "Finding", "Report", "WARNING", "main", "run"]

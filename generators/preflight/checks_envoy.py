@@ -5,9 +5,9 @@ from typing import Iterator
 
 from generators.readback.durations import find_durations, is_proto_duration, suggest_duration
 from generators.readback.rendered import Doc
+from generators.readback.values import as_dict, as_seq
 
 from .context import CCEC_KINDS, CILIUM_DOC, CILIUM_VALUES, Context
-from generators.readback.values import as_dict, as_seq
 
 ORIGINAL_SOURCE = "cec.cilium.io/use-original-source-address"
 

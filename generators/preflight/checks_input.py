@@ -4,9 +4,10 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from generators.readback.rendered import Doc
+from generators.readback.selectors import SelectorError, selector_matches
+from generators.readback.values import as_bool, as_dict, as_seq
 
 from .context import CILIUM_BGP, CILIUM_DOC, CILIUM_VALUES, FRR_CONF, Context, well_formed
-from generators.readback.values import as_bool, as_dict, as_seq
 
 _EXPECTED = {
     FRR_CONF: "the gateway checks (GW-*) and the gateway side of the timer checks",
@@ -110,8 +111,6 @@ def _string_maps(doc: Doc) -> Iterator[tuple[str, str, Any]]:
 
 
 def check_selectors(ctx: Context) -> None:
-    from generators.readback.selectors import SelectorError, selector_matches
-
     for doc, path, selector in _selectors(ctx):
         if selector is None:
             continue

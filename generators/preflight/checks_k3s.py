@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .context import Context, Node
 from generators.readback.values import as_bool, as_list
+
+from .context import Context, Node
 
 # k3s refuses a join when one of these differs from the cluster's (CriticalControlArgs in k3s),
 # with the k3s default used when the key is absent.

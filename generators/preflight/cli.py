@@ -3,6 +3,7 @@
 Exit codes: 0 clean (warnings allowed unless --strict), 1 errors (or warnings with --strict),
 2 usage error or unreadable input.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,6 +16,9 @@ from generators.errors import EXIT_BAD_INPUT as EXIT_USAGE
 from generators.errors import InputError, InventoryError
 from generators.pipeline import render_inventory
 from generators.readback.rendered import RenderedError
+
+from .findings import Report
+from .run import run
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,11 +38,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--dir", type=Path, help="a rendered directory (invoke gen output or your own files)")
-    source.add_argument("--inventory", type=Path, help="an inventory: render it to a temporary directory and check that")
+    source.add_argument(
+        "--inventory", type=Path, help="an inventory: render it to a temporary directory and check that"
+    )
     parser.add_argument("--json", action="store_true", help="print the stable JSON report (README.md)")
     parser.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
-    parser.add_argument("--frr-version", help="the gateway's FRR version, e.g. 8.4.4 (default: frr.conf's "
-                        "`frr version` line, else assume 8.3 or later)")
+    parser.add_argument(
+        "--frr-version",
+        help="the gateway's FRR version, e.g. 8.4.4 (default: frr.conf's `frr version` line, else assume 8.3 or later)",
+    )
     return parser
 
 
@@ -63,24 +71,26 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
     return report.exit_code(strict=args.strict)
 
 
-def _check_dir(root: Path, frr_version: str | None, source: str):
-    from . import run
-
+def _check_dir(root: Path, frr_version: str | None, source: str) -> Report:
     if not root.is_dir():
-        raise _UsageError(f"preflight: {root} is not a directory; run `invoke gen --out {root}` first, "
-                          "or point --dir at your config directory")
+        raise _UsageError(
+            f"preflight: {root} is not a directory; run `invoke gen --out {root}` first, "
+            "or point --dir at your config directory"
+        )
     try:
         report = run(root, frr_version=frr_version, source=source)
     except (RenderedError, OSError, UnicodeDecodeError) as exc:
         raise _UsageError(f"preflight: cannot read {root}: {exc}") from exc
     if not report.files:
-        raise _UsageError(f"preflight: {root} holds no file of the rendered layout (frr/frr.conf, "
-                          "k3s/<node>/config.yaml, cilium/*.yaml, platform/values.yaml, apps/); "
-                          "is this the right directory?")
+        raise _UsageError(
+            f"preflight: {root} holds no file of the rendered layout (frr/frr.conf, "
+            "k3s/<node>/config.yaml, cilium/*.yaml, platform/values.yaml, apps/); "
+            "is this the right directory?"
+        )
     return report
 
 
-def _check_inventory(path: Path, frr_version: str | None):
+def _check_inventory(path: Path, frr_version: str | None) -> Report:
     if not path.is_file():
         raise _UsageError(f"preflight: inventory {path} does not exist")
     try:

@@ -8,16 +8,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from generators.readback.frrconf import EBGP_REQUIRES_POLICY_SINCE, NBIT_SINCE, FrrConfig, RouterBgp, parse_frr
-from generators.versions import version_tuple
+from generators.readback.k3s import K3sNode as Node
+from generators.readback.k3s import NodeInputError, read_node
 from generators.readback.rendered import (
-    CILIUM_BGP, CILIUM_VALUES, FRR_CONF, PLATFORM_VALUES, Doc, Rendered,
+    CILIUM_BGP,
+    CILIUM_VALUES,
+    FRR_CONF,
+    PLATFORM_VALUES,
+    Doc,
+    Rendered,
 )
-from generators.readback.k3s import K3sNode as Node, NodeInputError, read_node
 from generators.readback.selectors import SelectorError, selector_matches
 from generators.readback.services import Service, Vip, service_from_doc, traefik_service
+from generators.readback.values import as_bool, get_path
+from generators.versions import version_tuple
 
 from .findings import CHECKS, Finding, FrrVersionInfo
-from generators.readback.values import as_bool, get_path
 
 CILIUM_DOC = "helm:cilium"
 SHARING_KEY = "lbipam.cilium.io/sharing-key"

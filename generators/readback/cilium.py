@@ -13,6 +13,7 @@ can skip it. The defaults are the CRDs' (``pkg/k8s/apis/cilium.io/client/crds/v2
 - ``CiliumClusterwideEnvoyConfig`` / ``CiliumEnvoyConfig``: ``services`` bindings and ``resources[]``, each
   parsed as protojson reads it: one invalid resource (a Duration written ``100ms``) is dropped on its own.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -102,10 +103,14 @@ class Pool:
             else:
                 invalid.append(f"{doc.ref} block {i}: neither cidr nor start; Cilium rejects the pool")
         raw_allow = spec.get("allowFirstLastIPs")
-        return cls(doc=doc, blocks=tuple(blocks), invalid_blocks=tuple(invalid),
-                   disabled=as_bool(spec.get("disabled")) is True,
-                   service_selector=spec.get("serviceSelector") if "serviceSelector" in spec else None,
-                   allow_first_last=None if raw_allow is None else str(raw_allow))
+        return cls(
+            doc=doc,
+            blocks=tuple(blocks),
+            invalid_blocks=tuple(invalid),
+            disabled=as_bool(spec.get("disabled")) is True,
+            service_selector=spec.get("serviceSelector") if "serviceSelector" in spec else None,
+            allow_first_last=None if raw_allow is None else str(raw_allow),
+        )
 
 
 def pools(rendered: Rendered) -> list[Pool]:
@@ -148,10 +153,13 @@ class PeerConfig:
         spec = doc.spec
         timers = as_dict(spec.get("timers"))
         gr = as_dict(spec.get("gracefulRestart"))
-        families = tuple(Family(str(as_dict(f).get("afi")), str(as_dict(f).get("safi")),
-                                as_dict(f).get("advertisements")) for f in as_seq(spec.get("families")))
+        families = tuple(
+            Family(str(as_dict(f).get("afi")), str(as_dict(f).get("safi")), as_dict(f).get("advertisements"))
+            for f in as_seq(spec.get("families"))
+        )
         return cls(
-            name=doc.name, doc=doc,
+            name=doc.name,
+            doc=doc,
             hold=_int_field(timers, "holdTimeSeconds", CRD_HOLD),
             keepalive=_int_field(timers, "keepAliveTimeSeconds", CRD_KEEPALIVE),
             connect_retry=_int_field(timers, "connectRetryTimeSeconds", CRD_CONNECT_RETRY),
@@ -206,12 +214,25 @@ class ClusterConfig:
             peers = []
             for j, rp in enumerate(as_seq(inst.get("peers"))):
                 p = as_dict(rp)
-                peers.append(Peer(name=str(p.get("name", "")), address=str(p["peerAddress"]) if p.get("peerAddress") else None,
-                                  asn=as_int(p.get("peerASN")), config_ref=as_dict(p.get("peerConfigRef")).get("name") or None,
-                                  path=f"spec.bgpInstances[{i}].peers[{j}]", auto_discovery="autoDiscovery" in p))
-            instances.append(Instance(name=str(inst.get("name")), local_asn=as_int(inst.get("localASN")),
-                                      local_port=as_int(inst.get("localPort")) or None, peers=tuple(peers),
-                                      path=f"spec.bgpInstances[{i}]"))
+                peers.append(
+                    Peer(
+                        name=str(p.get("name", "")),
+                        address=str(p["peerAddress"]) if p.get("peerAddress") else None,
+                        asn=as_int(p.get("peerASN")),
+                        config_ref=as_dict(p.get("peerConfigRef")).get("name") or None,
+                        path=f"spec.bgpInstances[{i}].peers[{j}]",
+                        auto_discovery="autoDiscovery" in p,
+                    )
+                )
+            instances.append(
+                Instance(
+                    name=str(inst.get("name")),
+                    local_asn=as_int(inst.get("localASN")),
+                    local_port=as_int(inst.get("localPort")) or None,
+                    peers=tuple(peers),
+                    path=f"spec.bgpInstances[{i}]",
+                )
+            )
         selector = spec.get("nodeSelector")
         return cls(doc=doc, node_selector=selector if isinstance(selector, dict) else None, instances=tuple(instances))
 
@@ -244,10 +265,15 @@ class Advertisement:
         for i, raw in enumerate(as_seq(doc.spec.get("advertisements"))):
             e = as_dict(raw)
             selector = e.get("selector")
-            entries.append(AdvertEntry(type=str(e.get("advertisementType", "")),
-                                       service_addresses=tuple(str(a) for a in as_seq(as_dict(e.get("service")).get("addresses"))),
-                                       selector=selector if isinstance(selector, dict) else None, index=i,
-                                       raw_selector=selector))
+            entries.append(
+                AdvertEntry(
+                    type=str(e.get("advertisementType", "")),
+                    service_addresses=tuple(str(a) for a in as_seq(as_dict(e.get("service")).get("addresses"))),
+                    selector=selector if isinstance(selector, dict) else None,
+                    index=i,
+                    raw_selector=selector,
+                )
+            )
         return cls(doc=doc, entries=tuple(entries))
 
 
@@ -261,9 +287,11 @@ class Bgp:
 
     @classmethod
     def read(cls, rendered: Rendered) -> "Bgp":
-        return cls(cluster_configs=[ClusterConfig.from_doc(d) for d in rendered.of_kind("CiliumBGPClusterConfig")],
-                   peer_configs={d.name: PeerConfig.from_doc(d) for d in rendered.of_kind("CiliumBGPPeerConfig")},
-                   advertisements=[Advertisement.from_doc(d) for d in rendered.of_kind("CiliumBGPAdvertisement")])
+        return cls(
+            cluster_configs=[ClusterConfig.from_doc(d) for d in rendered.of_kind("CiliumBGPClusterConfig")],
+            peer_configs={d.name: PeerConfig.from_doc(d) for d in rendered.of_kind("CiliumBGPPeerConfig")},
+            advertisements=[Advertisement.from_doc(d) for d in rendered.of_kind("CiliumBGPAdvertisement")],
+        )
 
     def peer_config(self, peer: Peer) -> PeerConfig | None:
         """The peer's config: its referenced PeerConfig, the defaulted one without a ref, None for a missing ref."""
@@ -377,11 +405,14 @@ def _health_check(raw: list[dict]) -> HealthCheck | None:
         kind = "tcp" if ("tcp_health_check" in hc or "tcpHealthCheck" in hc) else "other"
         zero = Duration.parse("0s")
         return HealthCheck(
-            interval=_dur(_get(hc, "interval"), zero), timeout=_dur(_get(hc, "timeout"), zero),
+            interval=_dur(_get(hc, "interval"), zero),
+            timeout=_dur(_get(hc, "timeout"), zero),
             unhealthy_threshold=int(_get(hc, "unhealthy_threshold", 1) or 1),
             healthy_threshold=int(_get(hc, "healthy_threshold", 1) or 1),
             interval_jitter=_dur(_get(hc, "interval_jitter"), zero) if _get(hc, "interval_jitter") else None,
-            no_traffic_interval=_dur(_get(hc, "no_traffic_interval"), DEFAULT_NO_TRAFFIC_INTERVAL), kind=kind)
+            no_traffic_interval=_dur(_get(hc, "no_traffic_interval"), DEFAULT_NO_TRAFFIC_INTERVAL),
+            kind=kind,
+        )
     return None
 
 
@@ -398,13 +429,15 @@ def _static_endpoints(cluster: dict) -> tuple[tuple[str, int], ...]:
 def parse_cluster(resource: dict) -> Cluster:
     outlier = _get(resource, "outlier_detection") or {}
     failures = _get(outlier, "consecutive_local_origin_failure")
-    return Cluster(name=str(resource.get("name")),
-                   connect_timeout=_dur(_get(resource, "connect_timeout"), DEFAULT_CONNECT_TIMEOUT),
-                   lb_policy=str(_get(resource, "lb_policy", "ROUND_ROBIN")),
-                   health_check=_health_check(_get(resource, "health_checks") or []),
-                   outlier_consecutive_local_failures=int(failures) if failures is not None else None,
-                   static_endpoints=_static_endpoints(resource),
-                   eds=str(resource.get("type", "EDS")) == "EDS")
+    return Cluster(
+        name=str(resource.get("name")),
+        connect_timeout=_dur(_get(resource, "connect_timeout"), DEFAULT_CONNECT_TIMEOUT),
+        lb_policy=str(_get(resource, "lb_policy", "ROUND_ROBIN")),
+        health_check=_health_check(_get(resource, "health_checks") or []),
+        outlier_consecutive_local_failures=int(failures) if failures is not None else None,
+        static_endpoints=_static_endpoints(resource),
+        eds=str(resource.get("type", "EDS")) == "EDS",
+    )
 
 
 def parse_listener(resource: dict) -> Listener:
@@ -413,8 +446,11 @@ def parse_listener(resource: dict) -> Listener:
             typed = _get(flt, "typed_config") or {}
             if typed.get("@type") == TCP_PROXY_TYPE:
                 idle = _get(typed, "idle_timeout")
-                return Listener(name=str(resource.get("name")), cluster=typed.get("cluster"),
-                                idle_timeout_written=None if idle is None else Duration.parse(idle))
+                return Listener(
+                    name=str(resource.get("name")),
+                    cluster=typed.get("cluster"),
+                    idle_timeout_written=None if idle is None else Duration.parse(idle),
+                )
     return Listener(name=str(resource.get("name")), cluster=None, idle_timeout_written=None)
 
 
@@ -436,5 +472,7 @@ def parse_envoy_config(doc: Doc) -> EnvoyConfig:
 
 
 def envoy_configs(rendered: Rendered) -> list[EnvoyConfig]:
-    return [parse_envoy_config(d) for d in rendered.of_kind("CiliumClusterwideEnvoyConfig")
-            + rendered.of_kind("CiliumEnvoyConfig")]
+    return [
+        parse_envoy_config(d)
+        for d in rendered.of_kind("CiliumClusterwideEnvoyConfig") + rendered.of_kind("CiliumEnvoyConfig")
+    ]

@@ -12,6 +12,7 @@ Facts about FRR defaults that callers rely on (see FACTS.md):
 - ``bgp default ipv4-unicast`` is on unless the config says ``no bgp default ipv4-unicast``;
 - without a ``maximum-paths`` line FRR uses its compile-time limit (Debian: 256).
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -23,10 +24,31 @@ IPV4_UNICAST = ("ipv4", "unicast")
 
 # Top-level (config node) commands that end a ``router bgp`` block when they appear inside it.
 _TOP_LEVEL_PREFIXES = (
-    "router ", "interface ", "line ", "route-map ", "ip ", "ipv6 ", "access-list ", "vrf ",
-    "hostname ", "log ", "service ", "password ", "enable ", "debug ", "frr ", "end",
-    "bgp as-path ", "bgp community-list ", "bgp large-community-list ", "bgp extcommunity-list ",
-    "segment-routing", "mpls ", "agentx", "key chain ", "bfd",
+    "router ",
+    "interface ",
+    "line ",
+    "route-map ",
+    "ip ",
+    "ipv6 ",
+    "access-list ",
+    "vrf ",
+    "hostname ",
+    "log ",
+    "service ",
+    "password ",
+    "enable ",
+    "debug ",
+    "frr ",
+    "end",
+    "bgp as-path ",
+    "bgp community-list ",
+    "bgp large-community-list ",
+    "bgp extcommunity-list ",
+    "segment-routing",
+    "mpls ",
+    "agentx",
+    "key chain ",
+    "bfd",
 )
 
 
@@ -83,7 +105,9 @@ class RouterBgp:
     default_ipv4_unicast: bool = True
     default_ipv4_unicast_line: int = 0
     multipath_relax: Setting | None = None
-    graceful_restart: list[Setting] = field(default_factory=list)  # every "bgp graceful-restart..." line (with "no " kept)
+    graceful_restart: list[Setting] = field(
+        default_factory=list
+    )  # every "bgp graceful-restart..." line (with "no " kept)
     timers: tuple[int, int, int] | None = None  # "timers bgp KEEPALIVE HOLD": (keepalive, hold, line)
     listen_ranges: list[tuple[str, str, int]] = field(default_factory=list)  # (prefix, peer-group, line)
     neighbors: dict[str, Neighbor] = field(default_factory=dict)
@@ -100,7 +124,8 @@ class RouterBgp:
     def peers(self) -> list[Neighbor]:
         """Neighbors that are real sessions (not peer-group templates), in file order."""
         return [
-            n for n in self.neighbors.values()
+            n
+            for n in self.neighbors.values()
             if not n.is_peer_group and (n.is_address or n.remote_as is not None or n.peer_group is not None)
         ]
 
@@ -349,10 +374,25 @@ def _parse_neighbor(state: _State, body: list[str], negated: bool, s: Setting) -
     router = state.router
     assert router is not None
     name, option, args = body[1], body[2], body[3:]
-    if option in ("activate", "soft-reconfiguration", "route-map", "prefix-list", "filter-list",
-                  "allowas-in", "next-hop-self", "default-originate", "addpath-tx-all-paths",
-                  "maximum-prefix", "send-community", "route-reflector-client", "weight",
-                  "remove-private-AS", "as-override", "attribute-unchanged", "capability"):
+    if option in (
+        "activate",
+        "soft-reconfiguration",
+        "route-map",
+        "prefix-list",
+        "filter-list",
+        "allowas-in",
+        "next-hop-self",
+        "default-originate",
+        "addpath-tx-all-paths",
+        "maximum-prefix",
+        "send-community",
+        "route-reflector-client",
+        "weight",
+        "remove-private-AS",
+        "as-override",
+        "attribute-unchanged",
+        "capability",
+    ):
         _parse_neighbor_family(router, _family_for(state, s), name, option, args, negated, s)
         return
     neighbor = _neighbor(router, name, s.line)
@@ -375,8 +415,9 @@ def _parse_neighbor(state: _State, body: list[str], negated: bool, s: Setting) -
         neighbor.other.append(s)
 
 
-def _parse_neighbor_family(router: RouterBgp, family: AddressFamily, name: str, option: str,
-                           args: list[str], negated: bool, s: Setting) -> None:
+def _parse_neighbor_family(
+    router: RouterBgp, family: AddressFamily, name: str, option: str, args: list[str], negated: bool, s: Setting
+) -> None:
     _neighbor(router, name, s.line)
     if option == "activate":
         if negated:

@@ -8,6 +8,7 @@ the server runs embedded etcd, and every ``node-label``. Since k3s PR #9721 (202
 The twin, preflight and the Cilium lab (which registers these labels on its Node and CiliumNode objects)
 all read nodes here.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -67,7 +68,7 @@ def node_ip(config: dict) -> str | None:
 
 
 def embedded_etcd(config: dict) -> bool:
-    """A server with ``cluster-init`` or joining with ``server:`` runs embedded etcd, unless it uses an external datastore."""
+    """A server with ``cluster-init`` or joining with ``server:`` runs embedded etcd (unless datastore-endpoint)."""
     return bool(config.get("cluster-init") or config.get("server")) and not config.get("datastore-endpoint")
 
 
@@ -100,9 +101,16 @@ def read_node(dir_name: str, config: dict) -> K3sNode:
     labels.update(user)
     if K3S_INSTANCE_TYPE in user:
         labels[BETA_INSTANCE_TYPE] = user[K3S_INSTANCE_TYPE]
-    return K3sNode(name=name, ip=node_ip(config), labels=labels, tls_san=tuple(as_list(config.get("tls-san"))),
-                   node_label_args=args, cluster_init=bool(config.get("cluster-init")), dir_name=dir_name,
-                   config=config)
+    return K3sNode(
+        name=name,
+        ip=node_ip(config),
+        labels=labels,
+        tls_san=tuple(as_list(config.get("tls-san"))),
+        node_label_args=args,
+        cluster_init=bool(config.get("cluster-init")),
+        dir_name=dir_name,
+        config=config,
+    )
 
 
 def read_nodes(rendered: Rendered) -> tuple[list[K3sNode], list[str]]:

@@ -3,6 +3,7 @@
 Only parsing lives here: no checks, no model. Every YAML document keeps the file it came from
 and its index in that file, so that checks can point at it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import yaml
+
 from generators.errors import InputError
 
 FRR_CONF = "frr/frr.conf"
@@ -127,7 +129,9 @@ def _kubernetes_files(root: Path) -> Iterator[str]:
 def load_rendered(root: str | Path) -> Rendered:
     root = Path(root)
     if not root.is_dir():
-        raise RenderedError(f"{root}: not a directory; run `invoke gen --out {root}` first or point at your config directory")
+        raise RenderedError(
+            f"{root}: not a directory; run `invoke gen --out {root}` first or point at your config directory"
+        )
     out = Rendered(root=root)
     for rel in _kubernetes_files(root):
         out.docs.extend(load_yaml_documents(root / rel, rel))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from typing import Mapping
+
 from generators.errors import InputError
 
 

@@ -7,6 +7,7 @@ namespace ``traefik``), the chart's standard labels, ``service.labels`` / ``serv
 ``service.type`` / ``service.spec``, and one port per exposed entrypoint (``web`` 80, ``websecure`` 443 by
 default). :meth:`Service.manifest` gives that Service as the chart would apply it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from typing import Any
 
 from .k3s import K3sNode
 from .rendered import PLATFORM_VALUES, Doc, Rendered
-from .values import as_bool, as_dict, as_list
+from .values import as_bool, as_dict, as_int, as_list
 
 TRAEFIK_RELEASE = "traefik"
 TRAEFIK_NAMESPACE = "traefik"
@@ -107,10 +108,18 @@ class Service:
 
     def manifest(self) -> dict:
         """The Service as a Kubernetes document (what the chart applies for the Traefik Service)."""
-        spec: dict[str, Any] = {"type": self.type,
-                                "ports": [{"name": p.name, "port": p.port, "protocol": p.protocol,
-                                           "targetPort": int(p.target_port) if p.target_port.isdigit()
-                                           else p.target_port} for p in self.ports]}
+        spec: dict[str, Any] = {
+            "type": self.type,
+            "ports": [
+                {
+                    "name": p.name,
+                    "port": p.port,
+                    "protocol": p.protocol,
+                    "targetPort": int(p.target_port) if p.target_port.isdigit() else p.target_port,
+                }
+                for p in self.ports
+            ],
+        }
         if self.selector is not None:
             spec["selector"] = dict(self.selector)
         if self.type in ("LoadBalancer", "NodePort"):
@@ -143,9 +152,14 @@ def _ports(raw: object) -> tuple[ServicePort, ...]:
     out = []
     for p in as_list_of_dicts(raw):
         if "port" in p and str(p["port"]).isdigit():
-            out.append(ServicePort(name=str(p.get("name", "")), port=int(p["port"]),
-                                   protocol=str(p.get("protocol", "TCP")),
-                                   target_port=str(p.get("targetPort", p["port"]))))
+            out.append(
+                ServicePort(
+                    name=str(p.get("name", "")),
+                    port=int(p["port"]),
+                    protocol=str(p.get("protocol", "TCP")),
+                    target_port=str(p.get("targetPort", p["port"])),
+                )
+            )
     return tuple(out)
 
 
@@ -164,8 +178,11 @@ def service_from_doc(doc: Doc) -> Service:
     lb_class = spec.get("loadBalancerClass")
     annotations = doc.annotations
     return Service(
-        namespace=doc.namespace or "default", name=doc.name, type=str(spec.get("type", "ClusterIP")),
-        labels=_str_dict(doc.labels), annotations=annotations,
+        namespace=doc.namespace or "default",
+        name=doc.name,
+        type=str(spec.get("type", "ClusterIP")),
+        labels=_str_dict(doc.labels),
+        annotations=annotations,
         external_traffic_policy=str(spec.get("externalTrafficPolicy", "Cluster")),
         load_balancer_class=str(lb_class) if lb_class else None,
         load_balancer_ip=str(spec.get("loadBalancerIP", "") or ""),
@@ -174,7 +191,10 @@ def service_from_doc(doc: Doc) -> Service:
         ports=_ports(spec.get("ports")),
         selector=_str_dict(spec["selector"]) if isinstance(spec.get("selector"), dict) else None,
         source=f"{doc.file} (document {doc.index})",
-        file=doc.file, document=doc.ref, spec=spec, vips=_vips(annotations, spec, ""),
+        file=doc.file,
+        document=doc.ref,
+        spec=spec,
+        vips=_vips(annotations, spec, ""),
     )
 
 
@@ -185,9 +205,15 @@ def endpoints_from_slice(doc: Doc) -> list[Endpoint]:
         conditions = as_dict(ep.get("conditions"))
         ready = conditions.get("ready")
         for address in ep.get("addresses") or []:
-            out.append(Endpoint(address=str(address), node_name=str(ep.get("nodeName") or ""),
-                                ready=True if ready is None else bool(ready),
-                                terminating=bool(conditions.get("terminating", False)), ports=ports))
+            out.append(
+                Endpoint(
+                    address=str(address),
+                    node_name=str(ep.get("nodeName") or ""),
+                    ready=True if ready is None else bool(ready),
+                    terminating=bool(conditions.get("terminating", False)),
+                    ports=ports,
+                )
+            )
     return out
 
 
@@ -240,52 +266,73 @@ def traefik_service(platform_values: dict, nodes: list[K3sNode], chart_version: 
     for port_name, port in ports.items():
         if not isinstance(port, dict) or not as_dict(port.get("expose")).get("default"):
             continue
-        exposed = port.get("exposedPort", port.get("port"))
-        service_ports.append(ServicePort(name=port_name, port=int(exposed), protocol=str(port.get("protocol", "TCP")),
-                                         target_port=port_name))
+        exposed = as_int(port.get("exposedPort", port.get("port")))
+        if exposed is None:
+            continue
+        service_ports.append(
+            ServicePort(
+                name=port_name, port=int(exposed), protocol=str(port.get("protocol", "TCP")), target_port=port_name
+            )
+        )
     kind = str(as_dict(values.get("deployment")).get("kind", "Deployment"))
     endpoints = [Endpoint(address=n.ip, node_name=n.name) for n in nodes if n.ip] if kind == "DaemonSet" else []
     lb_class = spec.get("loadBalancerClass") or svc.get("loadBalancerClass")
     annotations = _str_dict(svc.get("annotations"))
     service_type = str(svc.get("type") or "LoadBalancer")
     return Service(
-        namespace=namespace, name=name, type=service_type, labels=labels, annotations=annotations,
+        namespace=namespace,
+        name=name,
+        type=service_type,
+        labels=labels,
+        annotations=annotations,
         external_traffic_policy=str(spec.get("externalTrafficPolicy", "Cluster")),
         load_balancer_class=str(lb_class) if lb_class else None,
         load_balancer_ip=str(spec.get("loadBalancerIP", "") or ""),
         ip_families=tuple(str(f) for f in svc.get("ipFamilies") or ()),
         ip_family_policy=svc.get("ipFamilyPolicy"),
         ports=tuple(service_ports),
-        selector={"app.kubernetes.io/name": app_name, "app.kubernetes.io/instance": labels["app.kubernetes.io/instance"]},
+        selector={
+            "app.kubernetes.io/name": app_name,
+            "app.kubernetes.io/instance": labels["app.kubernetes.io/instance"],
+        },
         source=TRAEFIK_SOURCE + (f", chart {version}" if version else ""),
         endpoints=endpoints,
-        file=PLATFORM_VALUES, document=f"Service/{namespace}/{name}", path_prefix=f"{prefix}service.",
-        spec={**svc, "type": service_type}, vips=_vips(annotations, {**svc, **spec}, f"{prefix}service."),
+        file=PLATFORM_VALUES,
+        document=f"Service/{namespace}/{name}",
+        path_prefix=f"{prefix}service.",
+        spec={**svc, "type": service_type},
+        vips=_vips(annotations, {**svc, **spec}, f"{prefix}service."),
     )
 
 
-def read_services(rendered: Rendered, nodes: list[K3sNode], traefik_chart_version: str | None = None
-                  ) -> tuple[list[Service], list[str]]:
+def read_services(
+    rendered: Rendered, nodes: list[K3sNode], traefik_chart_version: str | None = None
+) -> tuple[list[Service], list[str]]:
     """Every Service, with endpoints from EndpointSlices (or the Traefik DaemonSet), sorted by namespace/name."""
     problems: list[str] = []
     services = [service_from_doc(d) for d in rendered.of_kind("Service")]
     traefik = traefik_service(rendered.platform_values, nodes, traefik_chart_version)
     if traefik is not None:
         if any(s.key == traefik.key for s in services):
-            problems.append(f"Service {traefik.key} is both a rendered document and the Traefik chart's Service; "
-                            f"the document wins")
+            problems.append(
+                f"Service {traefik.key} is both a rendered document and the Traefik chart's Service; the document wins"
+            )
         else:
             services.append(traefik)
             if not traefik.endpoints:
-                problems.append("Traefik runs as a Deployment: which nodes hold its pods is not in the files, "
-                                "so it has no endpoints here (use deployment.kind: DaemonSet)")
+                problems.append(
+                    "Traefik runs as a Deployment: which nodes hold its pods is not in the files, "
+                    "so it has no endpoints here (use deployment.kind: DaemonSet)"
+                )
     by_key = {s.key: s for s in services}
     for doc in rendered.of_kind("EndpointSlice"):
         owner = doc.labels.get(SERVICE_NAME_LABEL)
         key = f"{doc.namespace or 'default'}/{owner}"
         if not owner or key not in by_key:
-            problems.append(f"{doc.ref} ({doc.file}): label {SERVICE_NAME_LABEL}={owner!r} names no known Service; "
-                            f"its endpoints belong to nothing")
+            problems.append(
+                f"{doc.ref} ({doc.file}): label {SERVICE_NAME_LABEL}={owner!r} names no known Service; "
+                f"its endpoints belong to nothing"
+            )
             continue
         by_key[key].endpoints.extend(endpoints_from_slice(doc))
     return sorted(services, key=lambda s: (s.namespace, s.name)), problems

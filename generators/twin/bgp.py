@@ -22,8 +22,21 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from generators.readback.cilium import (
-    BGP_LB_CLASS, CRD_CONNECT_RETRY, CRD_EBGP_MULTIHOP, CRD_HOLD, CRD_KEEPALIVE, CRD_PEER_PORT, CRD_RESTART,
-    AdvertEntry, Advertisement as AdvertisementDoc, Bgp, ClusterConfig, Family, Peer,
+    BGP_LB_CLASS,
+    CRD_CONNECT_RETRY,
+    CRD_EBGP_MULTIHOP,
+    CRD_HOLD,
+    CRD_KEEPALIVE,
+    CRD_PEER_PORT,
+    CRD_RESTART,
+    AdvertEntry,
+    Bgp,
+    ClusterConfig,
+    Family,
+    Peer,
+)
+from generators.readback.cilium import (
+    Advertisement as AdvertisementDoc,
 )
 from generators.readback.k3s import K3sNode
 from generators.readback.selectors import SelectorError, describe_selector, selector_matches

@@ -11,6 +11,7 @@
 - Order: Services with requested IPs first, then the rest, each by namespace/name (a real operator
   processes events as they come; the twin fixes one deterministic order).
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -36,11 +37,11 @@ class LBRange:
     taken: set[Address] = field(default_factory=set)  # allocated or reserved
 
     def contains(self, ip: Address) -> bool:
-        return ip.version == self.first.version and self.first <= ip <= self.last
+        return ip.version == self.first.version and int(self.first) <= int(ip) <= int(self.last)
 
     def first_free(self) -> Address | None:
         ip = self.first
-        while ip <= self.last:
+        while int(ip) <= int(self.last):
             if ip not in self.taken:
                 return ip
             ip += 1
@@ -68,8 +69,14 @@ def build_ranges(pools: list[Pool]) -> tuple[list[LBRange], list[str]]:
     for pool in pools:
         problems += list(pool.invalid_blocks)
         for block in pool.blocks:
-            rng = LBRange(pool=pool.name, first=block.first, last=block.last, from_cidr=block.network is not None,
-                          disabled=pool.disabled, selector=pool.service_selector)
+            rng = LBRange(
+                pool=pool.name,
+                first=block.first,
+                last=block.last,
+                from_cidr=block.network is not None,
+                disabled=pool.disabled,
+                selector=pool.service_selector,
+            )
             if rng.from_cidr and pool.reserves_first_last and int(block.last) - int(block.first) >= 2:
                 rng.taken.update({block.first, block.last})
             ranges.append(rng)
@@ -103,8 +110,9 @@ def requested_ips(svc: Service) -> tuple[list[Address], list[str]]:
 
 
 def is_lbipam_service(svc: Service) -> bool:
-    return svc.type == "LoadBalancer" and (svc.load_balancer_class is None
-                                          or svc.load_balancer_class in CILIUM_LB_CLASSES)
+    return svc.type == "LoadBalancer" and (
+        svc.load_balancer_class is None or svc.load_balancer_class in CILIUM_LB_CLASSES
+    )
 
 
 def _wants_v4(svc: Service) -> bool:
@@ -126,8 +134,9 @@ def _allocate_requested(svc: Service, ranges: list[LBRange]) -> Allocation:
             continue
         if not selecting:
             sel = "; ".join(f"pool {r.pool} selects {describe_selector(r.selector)}" for r in containing)
-            reasons.append(f"the pool with a block containing {ip} does not select this Service "
-                           f"(labels {svc.bgp_labels()}; {sel})")
+            reasons.append(
+                f"the pool with a block containing {ip} does not select this Service (labels {svc.bgp_labels()}; {sel})"
+            )
             continue
         rng = selecting[0]
         if ip in rng.taken:
@@ -153,17 +162,24 @@ def _allocate_any(svc: Service, ranges: list[LBRange]) -> Allocation:
         rng.taken.add(ip)
         return Allocation(svc.key, (str(ip),), rng.pool, f"first free address of {rng.describe()}")
     if full:
-        return Allocation(svc.key, (), "", "all enabled CiliumLoadBalancerIPPools that match this Service ran out "
-                                           "of allocatable IPs")
-    return Allocation(svc.key, (), "", "there are no enabled CiliumLoadBalancerIPPools that match this Service "
-                                       f"(labels {svc.bgp_labels()})")
+        return Allocation(
+            svc.key, (), "", "all enabled CiliumLoadBalancerIPPools that match this Service ran out of allocatable IPs"
+        )
+    return Allocation(
+        svc.key,
+        (),
+        "",
+        f"there are no enabled CiliumLoadBalancerIPPools that match this Service (labels {svc.bgp_labels()})",
+    )
 
 
 def allocate(pools: list[Pool], services: list[Service]) -> tuple[dict[str, Allocation], list[str]]:
     """LoadBalancer IPs by Service key (namespace/name), plus problems found in the pools."""
     ranges, problems = build_ranges(pools)
     handled = [s for s in services if is_lbipam_service(s)]
-    pinned = sorted((s for s in handled if requested_ips(s)[0] or requested_ips(s)[1]), key=lambda s: (s.namespace, s.name))
+    pinned = sorted(
+        (s for s in handled if requested_ips(s)[0] or requested_ips(s)[1]), key=lambda s: (s.namespace, s.name)
+    )
     generic = sorted((s for s in handled if s not in pinned), key=lambda s: (s.namespace, s.name))
     out: dict[str, Allocation] = {}
     for svc in pinned + generic:
@@ -180,7 +196,10 @@ def allocate(pools: list[Pool], services: list[Service]) -> tuple[dict[str, Allo
         problems.append("no CiliumLoadBalancerIPPool: LB-IPAM stays dormant and no LoadBalancer Service gets an IP")
     for svc in services:
         if svc.key not in out:
-            why = (f"type {svc.type}" if svc.type != "LoadBalancer"
-                   else f"loadBalancerClass {svc.load_balancer_class} is not Cilium's")
+            why = (
+                f"type {svc.type}"
+                if svc.type != "LoadBalancer"
+                else f"loadBalancerClass {svc.load_balancer_class} is not Cilium's"
+            )
             out[svc.key] = Allocation(svc.key, (), "", f"not handled by LB-IPAM ({why})")
     return out, problems

@@ -1,16 +1,17 @@
 """``plan_twin(rendered_dir)``: everything each twin node runs, and why, from a rendered directory only."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from generators import pki
 from generators.in_container import DIR as IN_CONTAINER
 from generators.readback.cilium import Bgp, EnvoyConfig, envoy_configs, pools
 from generators.readback.k3s import K3sNode, read_nodes
 from generators.readback.rendered import Rendered, load_rendered
 from generators.readback.services import TRAEFIK_SOURCE, Service, read_services
 
-from generators import pki
 from .bgp import Advertisement, NodeBgp, evaluate_advertisements, plan_bgp
 from .envoy import Frontend, frontends_for_node
 from .gobgp import GoBgpConfigError, GoBgpInstance, render_instance
@@ -91,16 +92,49 @@ class TwinNode:
 
     def standins(self) -> list[StandIn]:
         run = ["python3"]
-        out = [StandIn("apiserver", run + [f"{TWIN_BIN}/standin_apiserver.py", "--bind", self.ip, "--port",
-                                           str(APISERVER_PORT), "--cert", f"{PKI_DIR}/apiserver.crt", "--key",
-                                           f"{PKI_DIR}/apiserver.key", "--node", self.name, "--k3s-version",
-                                           self.k3s_version, "--log", f"{TWIN_LOG}/apiserver-requests.log"],
-                       f"{self.ip}:{APISERVER_PORT}")]
+        out = [
+            StandIn(
+                "apiserver",
+                run
+                + [
+                    f"{TWIN_BIN}/standin_apiserver.py",
+                    "--bind",
+                    self.ip,
+                    "--port",
+                    str(APISERVER_PORT),
+                    "--cert",
+                    f"{PKI_DIR}/apiserver.crt",
+                    "--key",
+                    f"{PKI_DIR}/apiserver.key",
+                    "--node",
+                    self.name,
+                    "--k3s-version",
+                    self.k3s_version,
+                    "--log",
+                    f"{TWIN_LOG}/apiserver-requests.log",
+                ],
+                f"{self.ip}:{APISERVER_PORT}",
+            )
+        ]
         for vip, port in self.traefik_ports:
-            out.append(StandIn(f"traefik-{vip}-{port}", run + [f"{TWIN_BIN}/standin_traefik.py", "--bind", vip,
-                                                               "--port", str(port), "--node", self.name, "--log",
-                                                               f"{TWIN_LOG}/traefik-{vip}-{port}-requests.log"],
-                               f"{vip}:{port}"))
+            out.append(
+                StandIn(
+                    f"traefik-{vip}-{port}",
+                    run
+                    + [
+                        f"{TWIN_BIN}/standin_traefik.py",
+                        "--bind",
+                        vip,
+                        "--port",
+                        str(port),
+                        "--node",
+                        self.name,
+                        "--log",
+                        f"{TWIN_LOG}/traefik-{vip}-{port}-requests.log",
+                    ],
+                    f"{vip}:{port}",
+                )
+            )
         return out
 
     def _twinrun(self, name: str, argv: list[str], ready: str | None) -> list[str]:
@@ -120,8 +154,15 @@ class TwinNode:
         """Idempotent commands, in order, that bring the node to its planned state (run with docker exec)."""
         cmds: list[list[str]] = [["mkdir", "-p", TWIN_LOG, "/run/twin"]]
         # Cilium puts no VIP on an interface; with the VIPs on lo, keep the node from answering ARP for them.
-        cmds.append(["python3", f"{TWIN_BIN}/twinrun.py", "sysctl", "net.ipv4.conf.all.arp_ignore=1",
-                     "net.ipv4.conf.all.arp_announce=2"])
+        cmds.append(
+            [
+                "python3",
+                f"{TWIN_BIN}/twinrun.py",
+                "sysctl",
+                "net.ipv4.conf.all.arp_ignore=1",
+                "net.ipv4.conf.all.arp_announce=2",
+            ]
+        )
         cmds += [["ip", "addr", "replace", f"{vip}/32", "dev", "lo"] for vip in self.vips]
         for inst in self.gobgp:
             cmds.append(self._twinrun(f"gobgpd-{inst.instance}", inst.daemon_argv(), f"127.0.0.1:{inst.api_port}"))
@@ -172,17 +213,29 @@ class TwinPlan:
         return [line for key in sorted(self.services) for line in self.services[key].lines()]
 
 
-def _explanations(services: list[Service], allocations: dict[str, Allocation], nodes: list[K3sNode],
-                  adverts: list[Advertisement], why_not: dict[str, dict[str, list[str]]]) -> dict[str, ServiceExplanation]:
+def _explanations(
+    services: list[Service],
+    allocations: dict[str, Allocation],
+    nodes: list[K3sNode],
+    adverts: list[Advertisement],
+    why_not: dict[str, dict[str, list[str]]],
+) -> dict[str, ServiceExplanation]:
     out: dict[str, ServiceExplanation] = {}
     for svc in services:
         alloc = allocations[svc.key]
-        exp = ServiceExplanation(service=svc.key, type=svc.type, source=svc.source, labels=dict(svc.labels),
-                                 ips=alloc.ips, ip_reason=alloc.reason)
+        exp = ServiceExplanation(
+            service=svc.key,
+            type=svc.type,
+            source=svc.source,
+            labels=dict(svc.labels),
+            ips=alloc.ips,
+            ip_reason=alloc.reason,
+        )
         for node in nodes:
             peers = sorted({a.peer for a in adverts if a.service == svc.key and a.node == node.name})
-            exp.nodes[node.name] = NodeVerdict(node=node.name, advertised=bool(peers), peers=peers,
-                                               why_not=why_not[svc.key][node.name])
+            exp.nodes[node.name] = NodeVerdict(
+                node=node.name, advertised=bool(peers), peers=peers, why_not=why_not[svc.key][node.name]
+            )
         out[svc.key] = exp
     return out
 
@@ -199,8 +252,12 @@ def _traefik_ports(services: list[Service], allocations: dict[str, Allocation], 
 def plan_rendered(rendered: Rendered, k3s_version: str = "", traefik_chart_version: str | None = None) -> TwinPlan:
     all_nodes, problems = read_nodes(rendered)
     nodes = [n for n in all_nodes if n.ip]
-    problems += [f"{n.file}: no IPv4 node-ip; the twin needs each node's address (router-id, stand-in apiserver). "
-                 f"Add `node-ip: <address>` to the node's k3s config" for n in all_nodes if not n.ip]
+    problems += [
+        f"{n.file}: no IPv4 node-ip; the twin needs each node's address (router-id, stand-in apiserver). "
+        f"Add `node-ip: <address>` to the node's k3s config"
+        for n in all_nodes
+        if not n.ip
+    ]
     services, svc_problems = read_services(rendered, nodes, traefik_chart_version)
     allocations, pool_problems = allocate(pools(rendered), services)
     resources = Bgp.read(rendered)
@@ -214,8 +271,14 @@ def plan_rendered(rendered: Rendered, k3s_version: str = "", traefik_chart_versi
     vips = {k: a.ips for k, a in allocations.items()}
     twin_nodes: dict[str, TwinNode] = {}
     for node in nodes:
-        tn = TwinNode(name=node.name, ip=str(node.ip), labels=node.labels, tls_san=node.tls_san, bgp=bgp[node.name],
-                      k3s_version=k3s_version)
+        tn = TwinNode(
+            name=node.name,
+            ip=str(node.ip),
+            labels=node.labels,
+            tls_san=node.tls_san,
+            bgp=bgp[node.name],
+            k3s_version=k3s_version,
+        )
         for index, inst in enumerate(bgp[node.name].instances if bgp[node.name].selected else []):
             try:
                 tn.gobgp.append(render_instance(node.name, index, inst, adverts))
@@ -233,11 +296,18 @@ def plan_rendered(rendered: Rendered, k3s_version: str = "", traefik_chart_versi
     ip_of = {n.name: str(n.ip) for n in nodes}
     for adv in adverts:
         next_hops[adv.prefix.split("/")[0]].add(ip_of[adv.node])
-    return TwinPlan(nodes=twin_nodes, services=_explanations(services, allocations, nodes, adverts, why_not),
-                    expected_next_hops=next_hops, advertisements=adverts, envoy_configs=envoy, problems=problems)
+    return TwinPlan(
+        nodes=twin_nodes,
+        services=_explanations(services, allocations, nodes, adverts, why_not),
+        expected_next_hops=next_hops,
+        advertisements=adverts,
+        envoy_configs=envoy,
+        problems=problems,
+    )
 
 
 def plan_twin(rendered_dir: str | Path, k3s_version: str = "", traefik_chart_version: str | None = None) -> TwinPlan:
     """The twin lab's plan for a rendered directory (``invoke gen`` output or hand-written, same layout)."""
-    return plan_rendered(load_rendered(rendered_dir), k3s_version=k3s_version,
-                         traefik_chart_version=traefik_chart_version)
+    return plan_rendered(
+        load_rendered(rendered_dir), k3s_version=k3s_version, traefik_chart_version=traefik_chart_version
+    )

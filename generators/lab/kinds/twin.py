@@ -10,9 +10,9 @@ from ...errors import LabError
 from ...model import Model
 from ...twin import TwinNode, TwinPlan, plan_twin
 from ...twin.plan import TWIN_BIN, TWIN_LOG
+from ...versions import GOBGP_MODULE, GOBGP_VERSION
 from ..images import IDLE_CHANGES, ExtraFile, ImageSpec
 from ..names import LabPaths
-from ...versions import GOBGP_MODULE, GOBGP_VERSION
 from ..prereqs import gobgp_paths
 from .base import ClusterKind, NodeAccess, linux_node
 

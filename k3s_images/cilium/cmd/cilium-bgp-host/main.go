@@ -14,7 +14,8 @@
 // pkg/k8s/client's real Cell instead of the fake clientset. Everything that
 // is not ours is configured through Cilium's own hive flags (also CILIUM_*
 // environment variables); the node name comes from K8S_NODE_NAME as in the
-// agent. Our own additions are the status server (--status-addr) and --ipam.
+// agent. Our own additions are the status server (--status-addr) and two
+// DaemonConfig options under the agent's flag names (--ipam, --enable-ipv6).
 package main
 
 import (
@@ -39,6 +40,7 @@ import (
 	"github.com/cilium/cilium/pkg/ciliumenvoyconfig"
 	cmtypes "github.com/cilium/cilium/pkg/clustermesh/types"
 	"github.com/cilium/cilium/pkg/datapath/tables"
+	"github.com/cilium/cilium/pkg/datapath/tunnel"
 	datapath "github.com/cilium/cilium/pkg/datapath/types"
 	"github.com/cilium/cilium/pkg/endpoint/regeneration"
 	"github.com/cilium/cilium/pkg/envoy"
@@ -56,6 +58,7 @@ import (
 	"github.com/cilium/cilium/pkg/logging"
 	"github.com/cilium/cilium/pkg/metrics"
 	"github.com/cilium/cilium/pkg/node"
+	nodesync "github.com/cilium/cilium/pkg/node/sync"
 	nodeTypes "github.com/cilium/cilium/pkg/node/types"
 	"github.com/cilium/cilium/pkg/nodeipamconfig"
 	"github.com/cilium/cilium/pkg/option"
@@ -73,6 +76,7 @@ type handles struct {
 	lbWriter   *writer.Writer
 	cecs       statedb.Table[*ciliumenvoyconfig.CEC]
 	ciliumNode daemonk8s.LocalCiliumNodeResource
+	localNodes statedb.Table[*node.LocalNode]
 	xds        *recordingXDS
 	policy     *policyTriggerCounter
 	cecLog     *cecLogRecorder
@@ -99,7 +103,10 @@ func run() error {
 
 	flags := pflag.NewFlagSet("cilium-bgp-host", pflag.ContinueOnError)
 	statusAddr := flags.String("status-addr", "127.0.0.1:9235", "Loopback address of the JSON status server (/version, /state, /healthz)")
-	ipamMode := flags.String(option.IPAM, ipamOption.IPAMKubernetes, "IPAM mode Cilium's BGP control plane assumes for pod CIDR advertisements (the agent's --ipam)")
+	// Two of the agent's own options (same names and defaults as the
+	// agent's flags), which Cilium reads from its DaemonConfig.
+	ipamMode := flags.String(option.IPAM, ipamOption.IPAMClusterPool, "IPAM mode the BGP control plane assumes for PodCIDR advertisements (the agent's --ipam)")
+	enableIPv6 := flags.Bool(option.EnableIPv6Name, false, "Enable IPv6 (the agent's --enable-ipv6): IPv6 frontends, ::1 Envoy listener addresses")
 
 	st := &handles{
 		xds:      newRecordingXDS(),
@@ -114,7 +121,8 @@ func run() error {
 	logging.AddHandlers(st.cecLog)
 	log := logging.DefaultSlogLogger
 
-	// The DaemonConfig of pkg/bgp/test/script_test.go, plus the two switches
+	// The DaemonConfig of pkg/bgp/test/script_test.go (IPAM and IPv6 set from
+	// the flags below, with the agent's defaults), plus the two switches
 	// the CiliumEnvoyConfig controller requires (EnableL7Proxy,
 	// EnableEnvoyConfig), as pkg/ciliumenvoyconfig/script_test.go sets them.
 	// Set before the hive is built: several packages read the global.
@@ -123,9 +131,11 @@ func run() error {
 		BGPSecretsNamespace:       "kube-system",
 		BGPRouterIDAllocationMode: option.BGPRouterIDAllocationModeDefault,
 		EnableIPv4:                true,
-		EnableIPv6:                true,
 		EnableL7Proxy:             true,
 		EnableEnvoyConfig:         true,
+		// The agent's defaults; the local-node synchronizer parses them.
+		IPv4NodeAddr: "auto",
+		IPv6NodeAddr: "auto",
 	}
 	option.Config = daemonConfig
 
@@ -152,7 +162,20 @@ func run() error {
 		k8sClient.Cell,
 		daemonk8s.ResourcesCell,
 		daemonk8s.TablesCell,
-		node.LocalNodeStoreTestCell,
+
+		// The local node: the agent's LocalNodeStore fed by the agent's
+		// LocalNodeSynchronizer (name, labels and addresses from the k8s
+		// Node, as in the agent), so a CiliumEnvoyConfig nodeSelector is
+		// matched against the Node's labels. The BGP tests get by with
+		// node.LocalNodeStoreTestCell (no labels), the CEC parser needs the
+		// local node to exist before it starts.
+		node.LocalNodeStoreCell,
+		nodesync.LocalNodeSyncCell,
+		cell.Provide(
+			func() tunnel.Config { return tunnel.NewTestConfig(tunnel.Disabled) },
+			func() datapath.IPsecConfig { return ipsecOff{} },
+		),
+		cell.Invoke(func(*node.LocalNodeStore) {}),
 		cell.Config(envoyCfg.SecretSyncConfig{}),
 
 		// Load-balancer control plane without BPF maps.
@@ -200,8 +223,9 @@ func run() error {
 			w *writer.Writer,
 			cecs statedb.Table[*ciliumenvoyconfig.CEC],
 			cn daemonk8s.LocalCiliumNodeResource,
+			ln statedb.Table[*node.LocalNode],
 		) {
-			st.db, st.bgpMgr, st.lbWriter, st.cecs, st.ciliumNode = db, m, w, cecs, cn
+			st.db, st.bgpMgr, st.lbWriter, st.cecs, st.ciliumNode, st.localNodes = db, m, w, cecs, cn, ln
 		}),
 		cell.Invoke(func(lc cell.Lifecycle) {
 			lc.Append(cell.Hook{
@@ -225,6 +249,7 @@ func run() error {
 		return err
 	}
 	daemonConfig.IPAM = *ipamMode
+	daemonConfig.EnableIPv6 = *enableIPv6
 
 	host, _, err := net.SplitHostPort(*statusAddr)
 	if err != nil {
@@ -244,7 +269,8 @@ func run() error {
 		}
 	}()
 	log.Info("cilium-bgp-host starting",
-		"node", st.nodeName, "status-addr", ln.Addr().String(), "ipam", daemonConfig.IPAM)
+		"node", st.nodeName, "status-addr", ln.Addr().String(), "ipam", daemonConfig.IPAM,
+		"enable-ipv6", daemonConfig.EnableIPv6)
 	st.startedAt = time.Now()
 
 	// hive.Run starts the cells, waits for SIGINT/SIGTERM (or a fatal

@@ -202,3 +202,11 @@ func (noFeatureMetrics) AddCEC()  {}
 func (noFeatureMetrics) DelCEC()  {}
 func (noFeatureMetrics) AddCCEC() {}
 func (noFeatureMetrics) DelCCEC() {}
+
+// ipsecOff is the datapath.IPsecConfig the local-node synchronizer asks:
+// no IPsec here.
+type ipsecOff struct{}
+
+func (ipsecOff) Enabled() bool                                         { return false }
+func (ipsecOff) UseCiliumInternalIP() bool                             { return false }
+func (ipsecOff) DNSProxyInsecureSkipTransparentModeCheckEnabled() bool { return false }

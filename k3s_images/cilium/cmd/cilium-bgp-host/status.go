@@ -22,6 +22,7 @@ import (
 	"github.com/cilium/cilium/pkg/bgp/manager"
 	bgptypes "github.com/cilium/cilium/pkg/bgp/types"
 	"github.com/cilium/cilium/pkg/loadbalancer"
+	"github.com/cilium/cilium/pkg/node"
 	ciliumversion "github.com/cilium/cilium/pkg/version"
 )
 
@@ -122,6 +123,10 @@ type nodeState struct {
 	Addresses []nodeAddress     `json:"ciliumNodeAddresses"`
 	Labels    map[string]string `json:"ciliumNodeLabels,omitempty"`
 	Found     bool              `json:"ciliumNodeFound"`
+	// Cilium's LocalNode (from the k8s Node): its labels are what a
+	// CiliumEnvoyConfig nodeSelector is matched against.
+	LocalNodeLabels map[string]string `json:"localNodeLabels"`
+	LocalNodeIPs    []string          `json:"localNodeIPs,omitempty"`
 }
 
 type nodeAddress struct {
@@ -252,8 +257,13 @@ type cecCluster struct {
 	// EDSName is the ClusterLoadAssignment name Envoy asks for (the EDS
 	// service_name, else the cluster name).
 	EDSName string `json:"edsName,omitempty"`
+	// EDSPushed: Cilium pushed a ClusterLoadAssignment named EDSName to
+	// this node's Envoy. Cilium pushes none at all for a service without
+	// selected backends, which leaves an EDS cluster without endpoints.
+	EDSPushed bool `json:"edsPushed"`
 	// Endpoints: the endpoint list Cilium pushed to this node's Envoy for
-	// EDSName, as address:port; null when Cilium pushed none by that name.
+	// EDSName (EDS), or the cluster's inline load_assignment, as
+	// address:port; empty when there is none.
 	Endpoints []string        `json:"endpoints"`
 	Resource  json.RawMessage `json:"resource"`
 }
@@ -305,7 +315,15 @@ func (st *handles) serveState(w http.ResponseWriter, r *http.Request) {
 }
 
 func (st *handles) nodeState(ctx context.Context, errs *[]string) nodeState {
-	ns := nodeState{Name: st.nodeName, Addresses: []nodeAddress{}}
+	ns := nodeState{Name: st.nodeName, Addresses: []nodeAddress{}, LocalNodeLabels: map[string]string{}}
+	if ln, _, found := st.localNodes.Get(st.db.ReadTxn(), node.LocalNodeQuery); found {
+		if ln.Labels != nil {
+			ns.LocalNodeLabels = ln.Labels
+		}
+		for _, a := range ln.IPAddresses {
+			ns.LocalNodeIPs = append(ns.LocalNodeIPs, string(a.Type)+"="+a.IP.String())
+		}
+	}
 	store, err := st.ciliumNode.Store(ctx)
 	if err != nil {
 		*errs = append(*errs, "ciliumnode store: "+err.Error())
@@ -546,13 +564,14 @@ func (st *handles) envoyState() envoyState {
 			cs.Listeners = append(cs.Listeners, marshalProto(l))
 		}
 		for _, c := range cec.Resources.Clusters {
-			cc := cecCluster{Name: c.Name, Type: c.GetType().String(), Resource: marshalProto(c)}
+			cc := cecCluster{Name: c.Name, Type: c.GetType().String(), Resource: marshalProto(c), Endpoints: []string{}}
 			if c.GetType() == envoy_config_cluster.Cluster_EDS {
 				cc.EDSName = c.GetEdsClusterConfig().GetServiceName()
 				if cc.EDSName == "" {
 					cc.EDSName = c.Name
 				}
 				if cla, ok := endpoints[cc.EDSName]; ok {
+					cc.EDSPushed = true
 					cc.Endpoints = claAddresses(cla)
 				}
 			} else if la := c.GetLoadAssignment(); la != nil {
