@@ -276,9 +276,10 @@ func run() error {
 	// hive.Run starts the cells, waits for SIGINT/SIGTERM (or a fatal
 	// error from a cell) and runs Cilium's normal stop hooks.
 	runErr := h.Run(log)
-
+	t := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(ctx)
+	log.Info("status server stopped", "duration", time.Since(t))
 	return runErr
 }
