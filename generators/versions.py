@@ -9,7 +9,8 @@ import re
 
 CONTAINERLAB_VERSION = "0.79.0"
 CONTAINERLAB_MODULE = "github.com/srl-labs/containerlab"
-GOBGP_VERSION = "3.37.0"  # the twin's speakers; Cilium 1.19.3's GoBGP fork is based on it (docs/FACTS.md)
+# The twin's speakers; Cilium 1.19.3's GoBGP fork is based on it (docs/FACTS.md#cilium).
+GOBGP_VERSION = "3.37.0"
 GOBGP_MODULE = "github.com/osrg/gobgp/v3"
 
 

@@ -1,5 +1,7 @@
 """Expected bounds per scenario and measure, from the design's timers and what FRR negotiated (pure).
 
+The FRR and GoBGP behaviour they follow is in docs/FACTS.md#graceful-restart.
+
 Every bound carries the ``reason`` it follows from. Measures (seconds unless said otherwise):
 
 - ``detect``: fault start -> the node's next-hop leaves the gateway FIB (BGP scenarios), or -> the

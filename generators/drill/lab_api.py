@@ -8,7 +8,7 @@ Fault primitives, and which behaviour the drill relies on:
 
 - ``link_down(node)`` / ``link_up(node)``: a silent power loss. Every packet in and out of the node's
   lab interface is dropped *inside the node* with iptables (this kernel has no tc classifiers; see
-  docs/FACTS.md), with no RST, no ICMP, no FIN, no BGP NOTIFICATION. Not ``docker pause``: a paused
+  docs/FACTS.md#machine), with no RST, no ICMP, no FIN, no BGP NOTIFICATION. Not ``docker pause``: a paused
   container's kernel still ACKs TCP and completes handshakes into listen backlogs, so the gateway and the
   probe would see a half-alive node, not a dead one. Not ``ip link set down`` either: the node's routes
   (default via the gateway) would not come back with the link.

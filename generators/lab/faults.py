@@ -34,7 +34,8 @@ class LabFaults(LabAccess):
         """Silent power loss: drop every packet in and out of the node's lab interface, inside the node.
 
         No FIN, no RST, no NOTIFICATION reaches the gateway or the client. (tc would be closer to a dead
-        NIC, but this kernel has no tc classifiers; iptables in the node's namespace does the same for IP.)
+        NIC, but this kernel has no tc classifiers, docs/FACTS.md#machine; iptables in the node's namespace
+        does the same for IP.)
         """
         for rule in _link_rules():
             if self.exec(node, ["iptables", "-C", *rule]).exit_code != 0:

@@ -2,7 +2,7 @@
 
 Docker sets the FORWARD policy to DROP and, with br_netfilter, frames bridged between two lab
 veths traverse iptables: without an accept rule for the bridge, BGP sessions sit in Active.
-Every change is recorded so that lab-down undoes exactly what lab-up did, and nothing else.
+(docs/FACTS.md#machine.) Every change is recorded so that lab-down undoes exactly what lab-up did, and nothing else.
 """
 from __future__ import annotations
 

@@ -34,11 +34,12 @@ from generators.versions import CONTAINERLAB_MODULE, CONTAINERLAB_VERSION, GOBGP
 
 Log = Callable[[str], None]
 
-# containerlab v0.79.0 `deploy` reads /proc/modules and stops when it is missing, which it is on
-# kernels built without loadable-module support (this machine). On such kernels we build it with a
-# one-line fix, applied at build time to a scratch copy of the module's source (nothing of
-# containerlab is kept in this repository): a missing /proc/modules means "no module loaded", after which containerlab
-# itself falls back to assuming the module is built in. The build's commit field carries the mark.
+# containerlab v0.79.0 `deploy` reads /proc/modules and stops when it is missing, which it is on kernels
+# built without loadable-module support (this machine; docs/FACTS.md#containerlab). On such kernels we
+# build it with a one-line fix, applied at build time to a scratch copy of the module's source (nothing
+# of containerlab is kept in this repository): a missing /proc/modules means "no module loaded", after
+# which containerlab itself falls back to assuming the module is built in. The build's commit field
+# carries the mark.
 CLAB_PATCH_MARK = "procmodules-optional"
 CLAB_PATCH_FILE = "utils/kernel_module.go"
 CLAB_PATCH_OLD = """\tf, err := os.Open("/proc/modules")

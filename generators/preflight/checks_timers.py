@@ -1,4 +1,7 @@
-"""BGP timers and what graceful restart costs when a node is lost silently (measured: FACTS.md)."""
+"""BGP timers and what graceful restart costs when a node is lost silently.
+
+Measured: docs/FACTS.md#graceful-restart.
+"""
 from __future__ import annotations
 
 from generators.readback.cilium import CRD_HOLD_MIN, PeerConfig

@@ -7,7 +7,7 @@ not know are kept in :attr:`RouterBgp.unknown` and otherwise ignored; nothing he
 odd input. Only parsing lives here: what a configuration *means* for the lab is decided by the
 callers (``generators.preflight``).
 
-Facts about FRR defaults that callers rely on (see FACTS.md):
+Facts about FRR defaults that callers rely on (docs/FACTS.md#frr):
 - ``bgp ebgp-requires-policy`` is on unless the config says ``no bgp ebgp-requires-policy``;
 - ``bgp default ipv4-unicast`` is on unless the config says ``no bgp default ipv4-unicast``;
 - without a ``maximum-paths`` line FRR uses its compile-time limit (Debian: 256).

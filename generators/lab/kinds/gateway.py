@@ -11,7 +11,7 @@ from .base import NET_CAPS, NodeKind, linux_node
 NAME = "ucg"
 FRR_LOG = "/var/log/frr/frr.log"
 PACKAGES = ("tini", "frr", "frr-pythontools", "iproute2", "iputils-ping", "procps", "tcpdump")
-# Debian's FRR per suite (measured here with debootstrap, late 2026; docs/FACTS.md).
+# Debian's FRR per suite (measured here with debootstrap, late 2026; docs/FACTS.md#frr).
 FRR_BY_SUITE = {"bookworm": "8.4.4", "bullseye": "7.5.1"}
 
 

@@ -19,7 +19,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -276,10 +275,8 @@ func run() error {
 	// hive.Run starts the cells, waits for SIGINT/SIGTERM (or a fatal
 	// error from a cell) and runs Cilium's normal stop hooks.
 	runErr := h.Run(log)
-	t := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(ctx)
-	log.Info("status server stopped", "duration", time.Since(t))
+	// Close, not Shutdown: a status client's idle keep-alive connection
+	// must not hold up the exit.
+	_ = srv.Close()
 	return runErr
 }
