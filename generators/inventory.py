@@ -44,17 +44,22 @@ def _read_yaml(path: Path, chain: tuple[Path, ...]) -> dict:
     def problem(why: str, fix: str, value: object = MISSING) -> InventoryError:
         return InventoryError([Problem(str(path), "", value, why, fix)])
 
+    via = f" (included from {chain[-1]})" if chain else ""
+    if path.is_dir():
+        raise problem(f"is a directory, not an inventory file{via}", "give the path of a YAML inventory file, "
+                      "e.g. topology/lab.yml")
     if not path.is_file():
-        via = f" (included from {chain[-1]})" if chain else ""
         raise problem(f"file not found{via}", "check the path; includes are relative to the including file")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise problem(f"cannot be read{via}: {exc}", "check the file's permissions and that it is UTF-8 text") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise problem(f"not valid YAML{where}: {getattr(exc, 'problem', exc)}", "fix the YAML syntax") from exc
     if data is None:
-        data = {}
+        raise problem(f"the file is empty{via}", "write the inventory (see topology/rack.yml) or point at another")
     if not isinstance(data, dict):
         raise problem(
             f"the top level is a {type(data).__name__}, not a mapping",

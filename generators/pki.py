@@ -21,6 +21,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from generators.errors import InputError
 
+SECRET_MODE = 0o600  # private keys and tokens, on the host and inside the lab's containers
+SECRET_DIR_MODE = 0o700  # the directories that hold them
 CA_CERT = "ca.crt"
 CA_KEY = "ca.key"
 CA_DAYS = 3650
@@ -86,6 +88,7 @@ def ensure_ca(pki_dir: str | Path, name: str = "k3s-bgp-lab CA") -> tuple[x509.C
     """Load the lab CA from ``pki_dir``, creating it (and the directory) when absent."""
     pki = Path(pki_dir)
     pki.mkdir(parents=True, exist_ok=True)
+    pki.chmod(SECRET_DIR_MODE)
     cert_path, key_path = pki / CA_CERT, pki / CA_KEY
     if cert_path.exists() and key_path.exists():
         try:
@@ -205,3 +208,37 @@ def ensure_node_cert(pki_dir: str | Path, node: str, sans: list[str] | tuple[str
         _write_private(key_path, _key_pem(key))
         _write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
     return NodeCert(cert_path=cert_path, key_path=key_path, ca_path=pki / CA_CERT)
+
+
+def is_secret(path: str | Path) -> bool:
+    """A private key or a token, by name (``*.key``, ``*token*``): what must be mode 0600."""
+    name = Path(path).name
+    return name.endswith(".key") or "token" in name
+
+
+def split_secrets(files: dict[str, bytes]) -> tuple[dict[str, bytes], dict[str, bytes], dict[str, int]]:
+    """(other files, secret files, the secrets' directories with SECRET_DIR_MODE) for copying into a container."""
+    secret = {p: b for p, b in files.items() if is_secret(p)}
+    other = {p: b for p, b in files.items() if p not in secret}
+    return other, secret, {str(Path(p).parent): SECRET_DIR_MODE for p in secret}
+
+
+def _holds_private_key(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return b"PRIVATE KEY-----" in fh.read(4096)
+    except OSError:
+        return False
+
+
+def tighten_secrets(root: str | Path) -> list[str]:
+    """Make every private key and token under ``root`` 0600 and its directory 0700; returns what changed."""
+    changed = []
+    for path in sorted(Path(root).rglob("*")):
+        if path.is_symlink() or not path.is_file() or not (is_secret(path) or _holds_private_key(path)):
+            continue
+        for target, mode in ((path, SECRET_MODE), (path.parent, SECRET_DIR_MODE)):
+            if target.stat().st_mode & 0o777 != mode:
+                target.chmod(mode)
+                changed.append(f"chmod {mode:o} {target}")
+    return changed

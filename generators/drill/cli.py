@@ -84,6 +84,9 @@ def main(
         print(f"drill: {exc}", file=err)
         return EXIT_BAD_INPUT
     lab = lab_factory(name=args.lab_name, inventory=args.inventory)
+    if args.node is not None and args.node not in lab.nodes:
+        print(f"drill: --node {args.node!r} is not a node of lab {lab.name} (nodes: {', '.join(lab.nodes)})", file=err)
+        return EXIT_BAD_INPUT
     opts = DrillOptions(
         rate=args.rate,
         timeout=args.timeout,

@@ -97,8 +97,10 @@ class LabAccess:
     def put_file(self, node: str, path: str, data: bytes, mode: int = 0o755) -> None:
         self.engine.put_files(self.container(node), {path: data}, mode=mode)
 
-    def put_files(self, node: str, files: Mapping[str, bytes], mode: int = 0o644) -> None:
-        self.engine.put_files(self.container(node), files, mode=mode)
+    def put_files(self, node: str, files: Mapping[str, bytes], mode: int = 0o644,
+                  dir_modes: Mapping[str, int] | None = None) -> None:
+        if files or dir_modes:
+            self.engine.put_files(self.container(node), files, mode=mode, dir_modes=dir_modes)
 
     def vtysh_json(self, command: str, timeout: float = 15) -> Any:
         """Run a `show ... json` command in the gateway's FRR and parse it."""

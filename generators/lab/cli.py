@@ -12,7 +12,16 @@ from typing import Callable
 
 from .. import drill
 from ..checks.verify import collect, format_results, results_json, run_checks
-from ..errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, InputError, LabError, run_command
+from ..errors import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    CheckFailed,
+    InputError,
+    LabError,
+    run_command,
+)
 from ..model import load_model
 from .access import LabAccess
 from .engine import Engine
@@ -20,11 +29,25 @@ from .expect import expectation_for
 from .faults import LabFaults
 from .images import ensure_images, image_tag
 from .kinds import lab_kinds
-from .lifecycle import failure_logs, format_status, format_up, lab_down, lab_up, load_lab, report_json, status
+from .lifecycle import (
+    LabUpInterrupted,
+    failure_logs,
+    format_status,
+    format_up,
+    lab_down,
+    lab_up,
+    load_lab,
+    report_json,
+    status,
+)
 from .names import validate_lab_name
 from .prereqs import ensure_prereqs
 
 DEFAULT_INVENTORY = "topology/lab.yml"
+
+
+class LabNotRunning(CheckFailed):
+    """A command that needs the running lab, on a lab that is not up (exit 1)."""
 
 
 def _log(msg: str) -> None:
@@ -47,7 +70,15 @@ def cmd_lab_up(args: argparse.Namespace) -> int:
     lab = _load(args)
     log = _log if not args.json else _log_stderr  # --json: stdout carries the report only
     try:
-        report = lab_up(lab, log=log, ensure=lambda need: ensure_prereqs(need, log=log))
+        report = lab_up(lab, log=log, ensure=lambda need: ensure_prereqs(need, log=log), take_over=args.take_over)
+    except LabUpInterrupted as exc:
+        print(f"interrupted during {exc.phase or 'start-up'}", file=sys.stderr)
+        if exc.left:
+            print("left on the host (lab-down removes all of it):", file=sys.stderr)
+            for line in exc.left:
+                print(f"  {line}", file=sys.stderr)
+        print(f"run: {exc.hint}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except LabError as exc:
         print(f"lab-up failed: {exc}", file=sys.stderr)
         for line in exc.details:
@@ -80,15 +111,15 @@ def cmd_lab_down(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     st = status(_load(args))
     print(json.dumps(st, indent=2, sort_keys=True) if args.json else format_status(st))
-    return EXIT_OK if st["containers"] else EXIT_FAILED
+    complete = st["containers"] and not st["missing"] and not st["not_running"]
+    return EXIT_OK if complete else EXIT_FAILED
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     lab = _load(args)
     if lab.running_containers().get(lab.gateway) != "running":
-        print(f"lab {lab.name} is not running; start it with `invoke lab-up --inventory {shlex.quote(args.inventory)}`",
-              file=sys.stderr)
-        return EXIT_FAILED
+        raise LabNotRunning(f"lab {lab.name} is not running; start it with "
+                            f"`invoke lab-up --inventory {shlex.quote(args.inventory)}`")
     exp = expectation_for(lab)
     results = run_checks(collect(lab, exp), exp)
     print(results_json(results) if args.json else format_results(results))
@@ -113,7 +144,11 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
 def cmd_drill(args: argparse.Namespace) -> int:
     def factory(name: str | None = None, inventory: str | None = None) -> LabFaults:
-        return load_lab(inventory or args.inventory, name or args.name)
+        lab = load_lab(inventory or args.inventory, name or args.name)
+        if lab.running_containers().get(lab.gateway) != "running":
+            raise LabNotRunning(f"lab {lab.name} is not running, so there is nothing to drill; start it with "
+                                f"`invoke lab-up --inventory {shlex.quote(str(inventory or args.inventory))}`")
+        return lab
 
     return drill.main(args.rest, lab_factory=factory)
 
@@ -133,7 +168,9 @@ def parser() -> argparse.ArgumentParser:
         sp.set_defaults(fn=fn)
         return sp
 
-    add("lab-up", cmd_lab_up, "render, build images, deploy and wait until converged")
+    up = add("lab-up", cmd_lab_up, "render, build images, deploy and wait until converged")
+    up.add_argument("--take-over", action="store_true",
+                    help="take over a lab of this name that another checkout or inventory brought up")
     add("lab-down", cmd_lab_down, "remove everything the lab created", json_=False)
     add("status", cmd_status, "containers, sessions and VIPs")
     add("verify", cmd_verify, "named checks with evidence; exit 1 on any failure")

@@ -118,11 +118,19 @@ class Engine:
 
     # ------------------------------------------------------------ files
 
-    def put_files(self, container: str, files: Mapping[str, bytes], mode: int = 0o644) -> None:
-        """Write files (absolute path -> content) into a container, creating parent folders."""
+    def put_files(self, container: str, files: Mapping[str, bytes], mode: int = 0o644,
+                  dir_modes: Mapping[str, int] | None = None) -> None:
+        """Write files (absolute path -> content) into a container, creating parent folders.
+
+        ``dir_modes``: directories (absolute) created or re-moded first, e.g. ``{"/etc/twin/pki": 0o700}``.
+        """
         buf = io.BytesIO()
         now = time.time()
         with tarfile.open(fileobj=buf, mode="w") as tar:
+            for path, dmode in sorted((dir_modes or {}).items()):
+                info = tarfile.TarInfo(path.strip("/"))
+                info.type, info.mode, info.mtime = tarfile.DIRTYPE, dmode, now
+                tar.addfile(info)
             for path, data in sorted(files.items()):
                 if not path.startswith("/"):
                     raise EngineError(f"put_files needs absolute paths, got {path!r}")

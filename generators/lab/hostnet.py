@@ -28,9 +28,18 @@ class HostNetError(EnvironmentProblem):
 
 @dataclass
 class HostState:
+    """What a lab changed on the host, kept on the host (``generators.lab.state``), not only in the checkout.
+
+    Written before each change (write-ahead), so that an interrupted or killed lab-up leaves a record
+    lab-down can act on.
+    """
+
     bridge: str = ""
     bridge_created: bool = False
     rules: list[list[str]] = field(default_factory=list)  # iptables rule specs we inserted (chain first)
+    lab: str = ""  # the lab's name
+    owner: dict = field(default_factory=dict)  # generators.lab.state.Owner as a dict
+    lab_dir: str = ""  # the lab's directory (rendered files, containerlab's state)
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -42,7 +51,8 @@ class HostState:
     def load(cls, path: Path) -> "HostState":
         if not path.is_file():
             return cls()
-        return cls(**json.loads(path.read_text()))
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in json.loads(path.read_text()).items() if k in known})
 
 
 def forward_rule(bridge: str, chain: str) -> list[str]:
@@ -67,7 +77,8 @@ def bridge_ports(bridge: str, runner: Run = run) -> list[str]:
 
 
 def ensure_bridge_and_rules(bridge: str, state: HostState, log: Callable[[str], None], runner: Run = run,
-                            own_ports: frozenset[str] = frozenset()) -> list[str]:
+                            own_ports: frozenset[str] = frozenset(),
+                            persist: Callable[[], None] = lambda: None) -> list[str]:
     """Create the bridge and its accept rule when missing; returns what changed (empty: nothing).
 
     A bridge that already carries ports of another lab is refused: two labs on one segment share
@@ -80,17 +91,33 @@ def ensure_bridge_and_rules(bridge: str, state: HostState, log: Callable[[str], 
     changed: list[str] = []
     state.bridge = bridge
     if not bridge_exists(bridge, runner):
-        _check(runner(["ip", "link", "add", "name", bridge, "type", "bridge"]), f"creating bridge {bridge}")
         state.bridge_created = True
+        persist()  # recorded before it exists: a kill between the two leaves nothing lab-down cannot find
+        _check(runner(["ip", "link", "add", "name", bridge, "type", "bridge"]), f"creating bridge {bridge}")
         changed.append(f"created bridge {bridge}")
     _check(runner(["ip", "link", "set", "dev", bridge, "up"]), f"setting {bridge} up")
     chain = "DOCKER-USER" if runner(["iptables", "-n", "-L", "DOCKER-USER"]).returncode == 0 else "FORWARD"
     rule = forward_rule(bridge, chain)
     if runner(["iptables", "-C", *rule]).returncode != 0:
-        _check(runner(["iptables", "-I", *rule]), f"adding iptables rule {' '.join(rule)}")
         if rule not in state.rules:
             state.rules.append(rule)
+            persist()
+        _check(runner(["iptables", "-I", *rule]), f"adding iptables rule {' '.join(rule)}")
         changed.append(f"iptables -I {' '.join(rule)}")
+    for line in changed:
+        log(f"  host: {line}")
+    return changed
+
+
+def attach_ports(bridge: str, ports: list[str], log: Callable[[str], None], runner: Run = run) -> list[str]:
+    """Put the host ends of the nodes' eth1 veths on the switch bridge, up (idempotent); returns what changed."""
+    attached = set(bridge_ports(bridge, runner))
+    changed = []
+    for port in ports:
+        if port not in attached:
+            _check(runner(["ip", "link", "set", "dev", port, "master", bridge]), f"attaching {port} to {bridge}")
+            changed.append(f"attached {port} to {bridge}")
+        _check(runner(["ip", "link", "set", "dev", port, "up"]), f"setting {port} up")
     for line in changed:
         log(f"  host: {line}")
     return changed

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import time
@@ -16,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..errors import LabError
+from ..errors import EnvironmentProblem, LabError, LabToolError
 from ..model import Model, load_model
 from ..output import MANIFEST, write_tree
+from ..pki import tighten_secrets
 from . import hostnet
 from .access import LabAccess
 from .converge import snapshot, wait_converged
@@ -26,8 +28,9 @@ from .engine import Engine
 from .faults import LabFaults
 from .images import ensure_images, image_tag
 from .kinds import lab_kinds
-from .names import bridge_port, lab_paths, validate_lab_name
-from .topology import render_lab_files
+from .names import lab_paths, validate_lab_name
+from .state import LABEL_OWNER, MARKER, LabOwnedElsewhere, Owner, load_record, record_path, remove_lab_dir, write_marker
+from .topology import CLAB_FILE, render_lab_files, switch_ports
 
 Log = Callable[[str], None]
 
@@ -50,16 +53,26 @@ class UpReport:
         return [c for p in self.phases for c in p.changed]
 
 
+class LabUpInterrupted(KeyboardInterrupt):
+    """Ctrl-C during lab-up, raised once the current phase has undone what it can; says what is left."""
+
+    def __init__(self, phase: str, left: list[str], hint: str):
+        super().__init__(phase)
+        self.phase, self.left, self.hint = phase, left, hint
+
+
 class _Phases:
     def __init__(self, report: UpReport, log: Log):
         self.report, self.log = report, log
+        self.current = ""
 
     def run(self, name: str, fn: Callable[[], list[str] | None]) -> None:
         self.log(f"[{name}] ...")
+        self.current = name
         t0 = time.monotonic()
         try:
             changed = fn() or []
-        except LabError:
+        except LabToolError:
             raise
         except Exception as exc:  # every failure leaves lab-down able to clean up
             raise LabError(f"phase {name!r} failed: {exc}") from exc
@@ -80,8 +93,12 @@ def load_lab(inventory: str | Path, name: str | None = None, base: Path | None =
     return LabFaults(with_name(load_model(inventory), name), base=base)
 
 
+def owner_of(lab: LabAccess) -> Owner:
+    return Owner(lab_dir=str(lab.paths.root), inventory=str(lab.model.source))
+
+
 def _render(lab: LabAccess) -> list[str]:
-    files = render_lab_files(lab.model)
+    files = render_lab_files(lab.model, owner_of(lab).id)
     manifest = lab.paths.rendered / MANIFEST
     if manifest.is_file() and manifest.read_text() == files[MANIFEST]:
         return []
@@ -89,11 +106,33 @@ def _render(lab: LabAccess) -> list[str]:
     return [f"rendered {len(files)} files into {lab.paths.rendered}"]
 
 
+def claim(lab: LabAccess, take_over: bool = False) -> hostnet.HostState:
+    """The lab's host record, owned by this checkout; refuses a lab of this name owned by another one."""
+    record = load_record(lab.name)
+    ours = owner_of(lab)
+    recorded = Owner.from_dict(record.owner)
+    foreign = [
+        c.name for c in lab.engine.containers({"containerlab": lab.name}) if c.labels.get(LABEL_OWNER) != ours.id
+    ]
+    if not take_over and ((recorded is not None and recorded.id != ours.id) or foreign):
+        whose = recorded.describe() if recorded is not None else "another checkout or an older version of this tool"
+        raise LabOwnedElsewhere(
+            f"lab {lab.name!r} already exists and belongs to {whose}"
+            + (f"; its containers: {', '.join(sorted(foreign))}" if foreign else "")
+            + f". Take it down with `invoke lab-down --name {shlex.quote(lab.name)}` (from any checkout), "
+            f"give this one another name with --name, or take it over with `invoke lab-up --take-over`"
+        )
+    record.lab, record.owner, record.lab_dir = lab.name, ours.to_dict(), str(lab.paths.root)
+    record.save(record_path(lab.name))
+    write_marker(lab.paths.root, lab.name, ours)
+    return record
+
+
 def _containerlab(args: list[str], lab: LabAccess, log: Log, timeout: float = 600) -> subprocess.CompletedProcess:
     exe = shutil.which("containerlab")
     if exe is None:
         raise LabError("containerlab is not installed; `invoke lab-up` installs it (or run `invoke setup`)")
-    env = {**os.environ, "CLAB_LABDIR_BASE": str(lab.paths.state)}
+    env = {**os.environ, "CLAB_LABDIR_BASE": str(lab.paths.state), "CLAB_VERSION_CHECK": "disable"}
     lab.paths.state.mkdir(parents=True, exist_ok=True)
     res = subprocess.run(
         [exe, *args],
@@ -123,25 +162,23 @@ def _deploy(lab: LabAccess, log: Log, rerendered: bool) -> list[str]:
     return [f"containerlab deployed {len(wanted)} nodes"]
 
 
-def lab_up(lab: LabAccess, log: Log = print, ensure: Callable[[set[str]], object] | None = None) -> UpReport:
+def lab_up(
+    lab: LabAccess, log: Log = print, ensure: Callable[[set[str]], object] | None = None, take_over: bool = False
+) -> UpReport:
+    """Bring the lab to its converged state (idempotent). Ctrl-C raises :class:`LabUpInterrupted`."""
     report = UpReport(lab.name)
     phases = _Phases(report, log)
-    host = hostnet.HostState.load(lab.paths.host_state)
+    host = claim(lab, take_over)
     rendered: list[str] = []
 
     def render() -> list[str]:
         rendered.extend(_render(lab))
         return rendered
 
-    phases.run("render", render)
-    if ensure is not None:
-        need = ensure
-
-        def prereqs() -> list[str]:
-            need({"docker", "containerlab", "gobgp"})
-            return []
-
-        phases.run("prereqs", prereqs)
+    def prereqs() -> list[str]:
+        assert ensure is not None
+        ensure({"docker", "containerlab", "gobgp"})
+        return []
 
     def images() -> list[str]:
         specs = {k.role: k.image_spec(lab.model) for k in lab_kinds(lab.model)}
@@ -149,25 +186,60 @@ def lab_up(lab: LabAccess, log: Log = print, ensure: Callable[[set[str]], object
         ensure_images(list(specs.values()), lab.engine, log)
         return [f"built image {n}" for n in sorted(before)]
 
-    phases.run("images", images)
-
     def wire() -> list[str]:
+        own = frozenset(switch_ports(lab.model))
         try:
-            own = frozenset(bridge_port(lab.name, n) for n in [lab.gateway, *lab.nodes])
-            return hostnet.ensure_bridge_and_rules(lab.lab.bridge, host, log, own_ports=own)
+            return hostnet.ensure_bridge_and_rules(
+                lab.lab.bridge, host, log, own_ports=own, persist=lambda: host.save(record_path(lab.name))
+            )
         finally:
-            host.save(lab.paths.host_state)
+            host.save(record_path(lab.name))
 
-    phases.run("host-network", wire)
-    phases.run("deploy", lambda: _deploy(lab, log, bool(rendered)))
-    phases.run("configure", lambda: [c for kind in lab_kinds(lab.model) for c in kind.configure(lab)])
+    def link() -> list[str]:
+        # containerlab writes its own CA key world-readable under the lab directory (docs/FACTS.md#containerlab)
+        return hostnet.attach_ports(lab.lab.bridge, sorted(switch_ports(lab.model)), log) + tighten_secrets(
+            lab.paths.root)
 
     def converge() -> list[str]:
         report.converged = wait_converged(lab, log)
         return []
 
-    phases.run("converge", converge)
+    steps: list[tuple[str, Callable[[], list[str] | None]]] = [("render", render)]
+    steps += [("prereqs", prereqs)] if ensure is not None else []
+    steps += [
+        ("images", images),
+        ("host-network", wire),
+        ("deploy", lambda: _deploy(lab, log, bool(rendered))),
+              ("host-links", link),
+        ("configure", lambda: [c for kind in lab_kinds(lab.model) for c in kind.configure(lab)]),
+        ("converge", converge),
+    ]
+    try:
+        for name, fn in steps:
+            phases.run(name, fn)
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, LabUpInterrupted):
+            raise
+        raise LabUpInterrupted(phases.current, leftovers(lab), down_command(lab.name)) from None
     return report
+
+
+def down_command(name: str) -> str:
+    return f"invoke lab-down --name {shlex.quote(name)}"
+
+
+def leftovers(lab: LabAccess) -> list[str]:
+    """What the lab has on the host right now (for a message after an interrupt)."""
+    record = load_record(lab.name)
+    out = [f"bridge {record.bridge}"] if record.bridge_created and hostnet.bridge_exists(record.bridge) else []
+    out += [f"iptables rule {' '.join(r)}" for r in record.rules]
+    try:
+        out += [f"container {c.name} ({c.state})" for c in lab.engine.containers({"containerlab": lab.name})]
+    except EnvironmentProblem:
+        pass
+    if lab.paths.root.exists():
+        out.append(f"directory {lab.paths.root}")
+    return out
 
 
 def failure_logs(lab: LabAccess, lines: int = 15) -> list[str]:
@@ -189,14 +261,27 @@ def failure_logs(lab: LabAccess, lines: int = 15) -> list[str]:
 
 
 def lab_down(name: str, log: Log = print, base: Path | None = None) -> list[str]:
-    """Remove containers, links, the bridge, our iptables rules and the lab directories. Idempotent."""
+    """Remove the lab's containers, links, bridge, our iptables rules and its directory. Idempotent.
+
+    Works from the host record (``generators.lab.state``), so from any checkout and with ``build/`` gone.
+    A directory is removed only when it is a lab directory that lab-up made for this name.
+    """
+    validate_lab_name(name)
     paths = lab_paths(name, base)
+    record = load_record(name)
+    legacy = hostnet.HostState.load(paths.host_state)  # a lab brought up before records lived on the host
+    dirs = [Path(d) for d in dict.fromkeys([record.lab_dir, str(paths.root)]) if d]
     done: list[str] = []
     clab = shutil.which("containerlab")
-    env = {**os.environ, "CLAB_LABDIR_BASE": str(paths.state)}
-    if clab and paths.clab_file.is_file():
+    clab_file = next((d / "rendered" / CLAB_FILE for d in dirs if (d / "rendered" / CLAB_FILE).is_file()), None)
+    if clab and clab_file is not None:
+        env = {
+            **os.environ,
+            "CLAB_LABDIR_BASE": str(clab_file.parent.parent / "state"),
+            "CLAB_VERSION_CHECK": "disable",
+        }
         res = subprocess.run(
-            [clab, "destroy", "-t", str(paths.clab_file), "--cleanup"],
+            [clab, "destroy", "-t", str(clab_file), "--cleanup"],
             capture_output=True,
             text=True,
             env=env,
@@ -212,23 +297,31 @@ def lab_down(name: str, log: Log = print, base: Path | None = None) -> list[str]
         for info in engine.containers({"containerlab": name}):  # whatever containerlab did not remove
             engine.remove(info.name)
             done.append(f"removed container {info.name}")
-    except Exception as exc:  # noqa: BLE001 - no engine: nothing of ours can be running
+    except EnvironmentProblem as exc:  # no engine: nothing of ours can be running
         log(f"  docker: {exc}")
     for line in done:
         log(f"  {line}")
-    done += hostnet.teardown(hostnet.HostState.load(paths.host_state), log)  # logs its own lines
-    if paths.root.exists():
-        shutil.rmtree(paths.root)
-        done.append(f"removed {paths.root}")
-        log(f"  removed {paths.root}")
+    for state in (legacy, record):
+        done += hostnet.teardown(state, log)  # logs its own lines
+    for directory in dirs:
+        if remove_lab_dir(directory, name):
+            done.append(f"removed {directory}")
+            log(f"  removed {directory}")
+        elif directory.exists():
+            log(f"  left {directory}: not a lab directory lab-up made for {name!r} (no {MARKER}); remove it by hand")
+    if record_path(name).exists():
+        record_path(name).unlink()
     return done
 
 
 def status(lab: LabAccess) -> dict:
     containers = lab.running_containers()
+    expected = [n for kind in lab_kinds(lab.model) for n in kind.node_names(lab.model)]
     out: dict = {
         "lab": lab.name,
         "containers": containers,
+        "missing": [n for n in expected if n not in containers] if containers else [],
+        "not_running": sorted(n for n, state in containers.items() if state != "running"),
         "nodes": lab.nodes,
         "vips": lab.vips,
         "sessions": {},
@@ -250,6 +343,8 @@ def format_status(st: dict) -> str:
         lines.append(f"  container {node:<8} {state}")
     if not st["containers"]:
         lines.append("  no containers (lab is down)")
+    for node in st.get("missing", []):
+        lines.append(f"  container {node:<8} MISSING (the lab is incomplete: `invoke lab-up` recreates it)")
     names = {ip: n for n, ip in st["nodes"].items()}
     for ip, state in sorted(st["sessions"].items()):
         lines.append(f"  session {ip:<15} {names.get(ip, '?'):<6} {state}")

@@ -29,7 +29,8 @@ class NodeAccess(Protocol):
 
     def exec_background(self, node: str, argv: list[str]) -> None: ...
 
-    def put_files(self, node: str, files: Mapping[str, bytes], mode: int = 0o644) -> None: ...
+    def put_files(self, node: str, files: Mapping[str, bytes], mode: int = 0o644,
+                  dir_modes: Mapping[str, int] | None = None) -> None: ...
 
 
 class NodeKind(ABC):

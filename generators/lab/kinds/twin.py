@@ -5,9 +5,11 @@ Traefik)."""
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 from ...errors import LabError
 from ...model import Model
+from ...pki import SECRET_MODE, is_secret, split_secrets
 from ...twin import TwinNode, TwinPlan, plan_twin
 from ...twin.plan import TWIN_BIN, TWIN_LOG
 from ...versions import GOBGP_MODULE, GOBGP_VERSION
@@ -52,6 +54,19 @@ def _current_files(access: NodeAccess, node: str, paths: list[str]) -> dict[str,
     return out
 
 
+def _loose_secrets(access: NodeAccess, node: str, paths: list[str]) -> set[str]:
+    """The secrets among ``paths`` whose mode, or whose directory's mode, is looser than 0600 / 0700."""
+    if not paths:
+        return set()
+    dirs = sorted({str(Path(p).parent) for p in paths})
+    res = access.exec(node, ["stat", "-c", "%a %n", *paths, *dirs], timeout=10)
+    modes: dict[str, str] = {}
+    for line in res.stdout.splitlines():
+        mode, _, path = line.partition(" ")
+        modes[path] = mode
+    return {p for p in paths if modes.get(p) != f"{SECRET_MODE:o}" or modes.get(str(Path(p).parent)) != "700"}
+
+
 def _run_all(access: NodeAccess, node: str, cmds: list[list[str]]) -> None:
     for argv in cmds:
         res = access.exec(node, argv, timeout=60)
@@ -85,9 +100,12 @@ class TwinKind(ClusterKind):
         for name, node in plan.nodes.items():
             files = node.files(access.paths.pki)
             current = _current_files(access, name, list(files))
-            stale = {p: b for p, b in files.items() if current.get(p) != b}
+            loose = _loose_secrets(access, name, [p for p in files if is_secret(p)])
+            stale = {p: b for p, b in files.items() if current.get(p) != b or p in loose}
             if stale:
-                access.put_files(name, stale, mode=0o644)
+                other, secret, secret_dirs = split_secrets(stale)
+                access.put_files(name, other, mode=0o644)
+                access.put_files(name, secret, mode=SECRET_MODE, dir_modes=secret_dirs)
                 changed.append(f"{name}: wrote {len(stale)} file(s)")
             for argv in node.start_commands():
                 res = access.exec(name, argv, timeout=60)
