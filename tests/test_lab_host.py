@@ -101,11 +101,13 @@ def test_clab_topology_wires_every_node_to_the_switch_and_client_behind_gateway(
     topo = yaml.safe_load(render_inventory(TOPOLOGY / "lab.yml")["lab.clab.yml"])
     nodes, links = topo["topology"]["nodes"], topo["topology"]["links"]
     assert topo["name"] == "ber1-lab"
-    assert set(nodes) == {"ucg", "switch", "cat01", "cat02", "cat03", "client"}
-    assert nodes["switch"] == {"kind": "bridge"}
+    # no containerlab bridge node and no management network: lab-up owns the switch bridge and attaches
+    # the host ends of the eth1 veths to it (so nothing of containerlab's is left on the host)
+    assert set(nodes) == {"ucg", "cat01", "cat02", "cat03", "client"}
+    assert topo["mgmt"] == {"skip-when-unused": True} and topo["topology"]["defaults"]["network-mode"] == "none"
     eps = [tuple(link["endpoints"]) for link in links]
     for n in ("ucg", "cat01", "cat02", "cat03"):
-        assert (f"{n}:eth1", f"switch:{bridge_port('ber1-lab', n)}") in eps
+        assert (f"{n}:eth1", f"host:{bridge_port('ber1-lab', n)}") in eps
     assert ("ucg:eth2", "client:eth1") in eps
     for node in nodes.values():
         if node["kind"] == "linux":
