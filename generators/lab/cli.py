@@ -95,7 +95,7 @@ def cmd_lab_up(args: argparse.Namespace) -> int:
 
 
 def cmd_lab_down(args: argparse.Namespace) -> int:
-    if args.name:
+    if args.name is not None:
         name = validate_lab_name(args.name)
     else:
         model = load_model(args.inventory)

@@ -40,6 +40,7 @@ class HostState:
     lab: str = ""  # the lab's name
     owner: dict = field(default_factory=dict)  # generators.lab.state.Owner as a dict
     lab_dir: str = ""  # the lab's directory (rendered files, containerlab's state)
+    former_lab_dirs: list[str] = field(default_factory=list)  # of owners it was taken over from
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

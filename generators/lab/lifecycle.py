@@ -122,6 +122,8 @@ def claim(lab: LabAccess, take_over: bool = False) -> hostnet.HostState:
             + f". Take it down with `invoke lab-down --name {shlex.quote(lab.name)}` (from any checkout), "
             f"give this one another name with --name, or take it over with `invoke lab-up --take-over`"
         )
+    if record.lab_dir and record.lab_dir != str(lab.paths.root) and record.lab_dir not in record.former_lab_dirs:
+        record.former_lab_dirs.append(record.lab_dir)
     record.lab, record.owner, record.lab_dir = lab.name, ours.to_dict(), str(lab.paths.root)
     record.save(record_path(lab.name))
     write_marker(lab.paths.root, lab.name, ours)
@@ -270,7 +272,7 @@ def lab_down(name: str, log: Log = print, base: Path | None = None) -> list[str]
     paths = lab_paths(name, base)
     record = load_record(name)
     legacy = hostnet.HostState.load(paths.host_state)  # a lab brought up before records lived on the host
-    dirs = [Path(d) for d in dict.fromkeys([record.lab_dir, str(paths.root)]) if d]
+    dirs = [Path(d) for d in dict.fromkeys([record.lab_dir, *record.former_lab_dirs, str(paths.root)]) if d]
     done: list[str] = []
     clab = shutil.which("containerlab")
     clab_file = next((d / "rendered" / CLAB_FILE for d in dirs if (d / "rendered" / CLAB_FILE).is_file()), None)
@@ -292,13 +294,14 @@ def lab_down(name: str, log: Log = print, base: Path | None = None) -> list[str]
             log(f"  containerlab destroy: exit {res.returncode}: {(res.stderr or res.stdout).strip()[-300:]}")
         else:
             done.append("containerlab destroy")
+    no_docker: EnvironmentProblem | None = None
     try:
         engine = Engine()
         for info in engine.containers({"containerlab": name}):  # whatever containerlab did not remove
             engine.remove(info.name)
             done.append(f"removed container {info.name}")
-    except EnvironmentProblem as exc:  # no engine: nothing of ours can be running
-        log(f"  docker: {exc}")
+    except EnvironmentProblem as exc:
+        no_docker = exc
     for line in done:
         log(f"  {line}")
     for state in (legacy, record):
@@ -309,6 +312,10 @@ def lab_down(name: str, log: Log = print, base: Path | None = None) -> list[str]
             log(f"  removed {directory}")
         elif directory.exists():
             log(f"  left {directory}: not a lab directory lab-up made for {name!r} (no {MARKER}); remove it by hand")
+    if no_docker is not None:  # keep the record: the containers may still exist
+        raise EnvironmentProblem(f"lab {name}: the host network and directories are cleaned up, but Docker is not "
+                                 f"reachable, so its containers may remain ({no_docker}). Start dockerd "
+                                 f"(`invoke setup`) and run `{down_command(name)}` again")
     if record_path(name).exists():
         record_path(name).unlink()
     return done
