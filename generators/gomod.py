@@ -6,11 +6,14 @@ Go modules come through whatever proxy ``go env GOPROXY`` names, into Go's own m
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from generators.errors import EnvironmentProblem
 
@@ -25,6 +28,18 @@ def cache_dir() -> Path:
     """Root of the project's machine-local cache (``$K3S_BGP_LAB_CACHE`` or ~/.cache/k3s-bgp-lab)."""
     env = os.environ.get("K3S_BGP_LAB_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "k3s-bgp-lab"
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` between processes of this project on one machine."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def go_env(**extra: str) -> dict[str, str]:

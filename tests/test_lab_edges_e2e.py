@@ -206,7 +206,7 @@ def test_running_lab_probes(place):
             text=True,
             check=True,
         ).stdout.split("\n")
-        assert [line for line in found if line and not line.split()[0] in ("600", "700")] == [], node
+        assert [line for line in found if line and line.split()[0] not in ("600", "700")] == [], node
 
     subprocess.run(["docker", "rm", "-f", f"clab-{NAME}-cat02"], check=True, capture_output=True)
     expect(cli("status", "--inventory", str(inv), cwd=a), 1, "cat02", "MISSING")

@@ -18,13 +18,13 @@ pytestmark = pytest.mark.slow
 def test_pyproject_lists_every_package_of_the_tree():
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     tree = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "generators").rglob("__init__.py")}
-    assert listed == tree | {"generators.configs"}
+    assert listed == tree | {"generators.configs", "generators.k3s_images"}
 
 
 def test_wheel_install_renders_the_seed_from_another_directory(tmp_path: Path, rack_files: dict[str, str]):
     src = tmp_path / "src"  # a copy: setuptools builds in the source tree, and the checkout stays untouched
     src.mkdir()
-    for part in ("pyproject.toml", "README.md", "generators", "configs"):
+    for part in ("pyproject.toml", "README.md", "generators", "configs", "k3s_images"):
         copy = shutil.copytree if (ROOT / part).is_dir() else shutil.copy2
         copy(
             ROOT / part,

@@ -30,7 +30,8 @@ from typing import Callable, Protocol
 
 from generators.errors import EnvironmentProblem
 from generators.gomod import cache_dir
-from generators.lab.prereqs import ensure_prereqs, file_lock
+from generators.gomod import file_lock
+from generators.lab.prereqs import ensure_prereqs
 
 Log = Callable[[str], None]
 

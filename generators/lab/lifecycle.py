@@ -67,8 +67,8 @@ class _Phases:
         self.current = ""
 
     def run(self, name: str, fn: Callable[[], list[str] | None]) -> None:
-        self.log(f"[{name}] ...")
         self.current = name
+        self.log(f"[{name}] ...")
         t0 = time.monotonic()
         try:
             changed = fn() or []

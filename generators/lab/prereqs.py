@@ -16,20 +16,18 @@ Parts (the ``need`` set):
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import shutil
 import subprocess
 import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Protocol
+from typing import Callable, Protocol
 
 from generators.errors import EnvironmentProblem
-from generators.gomod import cache_dir, download, go_env
+from generators.gomod import cache_dir, download, file_lock, go_env
 from generators.versions import CONTAINERLAB_MODULE, CONTAINERLAB_VERSION, GOBGP_MODULE, GOBGP_VERSION
 
 Log = Callable[[str], None]
@@ -499,18 +497,6 @@ def _build_gobgp(log: Log) -> None:
         for c in GOBGP_COMMANDS:
             os.replace(out / c, dest / c)
     log(f"prereqs: gobgpd/gobgp {GOBGP_VERSION} -> {dest} ({time.monotonic() - t0:.0f} s)")
-
-
-@contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock on ``path`` between processes of this project on one machine."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _machine_lock():

@@ -1,3 +1,5 @@
+// Cilium v1.19.3: the generic operator and cmd/cilium-bgp-host
+// (see ../builds.json, ../BUILD-NOTES.md).
 module k3s-bgp-lab/k3s_images/cilium
 
 go 1.25.0

@@ -1,3 +1,5 @@
+// etcd 3.6.6, the version Kubernetes v1.35.1 pins in build/dependencies.yaml
+// (see ../builds.json, ../BUILD-NOTES.md).
 module k3s-bgp-lab/k3s_images/etcd
 
 go 1.25.0

@@ -1,3 +1,4 @@
+// kube-apiserver from k8s.io/kubernetes v1.35.1 (see ../builds.json, ../BUILD-NOTES.md).
 module k3s-bgp-lab/k3s_images/kube
 
 go 1.25.0
@@ -136,6 +137,8 @@ require (
 	sigs.k8s.io/yaml v1.6.0 // indirect
 )
 
+// Kubernetes' own go.mod maps these staging modules to ./staging/src/...;
+// a dependent module must map them to their published versions.
 replace (
 	k8s.io/api => k8s.io/api v0.35.1
 	k8s.io/apiextensions-apiserver => k8s.io/apiextensions-apiserver v0.35.1

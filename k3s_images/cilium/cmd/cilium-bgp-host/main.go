@@ -145,8 +145,9 @@ func run() error {
 		bgp.Cell,
 		svcrouteconfig.Cell,
 
-		// statedb tables the BGP cells read (left empty here: no datapath
-		// fills them; see BUILD-NOTES.md).
+		// statedb tables the BGP cells read. They stay empty (no datapath
+		// fills them): default-gateway peer discovery and interface
+		// advertisements do not work here.
 		cell.Provide(
 			tables.NewRouteTable,
 			tables.NewDeviceTable,
@@ -157,7 +158,8 @@ func run() error {
 		),
 
 		// Kubernetes: the real client (flags --k8s-kubeconfig-path,
-		// --k8s-api-server, ...), Cilium's resources and tables.
+		// --k8s-api-server-urls, ... or CILIUM_* variables), Cilium's
+		// resources and tables.
 		k8sClient.Cell,
 		daemonk8s.ResourcesCell,
 		daemonk8s.TablesCell,

@@ -56,7 +56,10 @@ func (st *handles) serveHealthz(w http.ResponseWriter, r *http.Request) {
 	case !st.started.Load():
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "starting"})
 	default:
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "node": st.nodeName})
+		writeJSON(w, http.StatusOK, map[string]any{
+			"status": "ok", "node": st.nodeName,
+			"uptimeSeconds": time.Since(st.startedAt).Seconds(),
+		})
 	}
 }
 
@@ -510,13 +513,19 @@ func (st *handles) lbState() lbState {
 func (st *handles) envoyState() envoyState {
 	x := st.xds
 	x.mu.Lock()
+	sortedKeys := func(keys []string) []string {
+		if keys == nil {
+			return []string{}
+		}
+		return keys
+	}
 	pushed := pushedState{
 		Updates:   x.updates,
 		Listeners: map[string]string{},
-		Clusters:  slices.Sorted(maps.Keys(x.clusters)),
+		Clusters:  sortedKeys(slices.Sorted(maps.Keys(x.clusters))),
 		Endpoints: map[string][]string{},
-		Routes:    slices.Sorted(maps.Keys(x.routes)),
-		Secrets:   slices.Sorted(maps.Keys(x.secrets)),
+		Routes:    sortedKeys(slices.Sorted(maps.Keys(x.routes))),
+		Secrets:   sortedKeys(slices.Sorted(maps.Keys(x.secrets))),
 	}
 	if !x.lastPush.IsZero() {
 		t := x.lastPush.UTC()
