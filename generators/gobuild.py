@@ -152,10 +152,10 @@ class GoBinary:
     tags: tuple[str, ...]
     ldflags: Callable[[Pins], str]
 
-    def argv(self, pins: Pins) -> list[str]:
+    def argv(self, pins: Pins, output: Path) -> list[str]:
         return ["build", "-mod=readonly", "-buildvcs=false", "-trimpath",
                 *([f"-tags={','.join(self.tags)}"] if self.tags else []), f"-ldflags={self.ldflags(pins)}",
-                self.package]
+                "-o", str(output), self.package]
 
 
 BINARIES: dict[str, GoBinary] = {b.name: b for b in (
@@ -236,7 +236,7 @@ def _build(binary: GoBinary, pins: Pins, out: Path, log: Log) -> None:
     with tempfile.TemporaryDirectory(prefix=f".{binary.name}-", dir=out.parent.parent) as tmp:
         target = Path(tmp) / binary.name
         try:
-            proc = subprocess.run(["go", *binary.argv(pins), "-o", str(target)], cwd=modules_root() / binary.module_dir,
+            proc = subprocess.run(["go", *binary.argv(pins, target)], cwd=modules_root() / binary.module_dir,
                                   env=go_env(GOFLAGS="-mod=readonly"), capture_output=True, text=True,
                                   timeout=BUILD_TIMEOUT_S, stdin=subprocess.DEVNULL, check=False)
         finally:

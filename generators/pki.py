@@ -8,6 +8,7 @@ signed by the CA, has different SANs, or expires within 30 days. A second run ch
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import ipaddress
 import os
 from dataclasses import dataclass
@@ -58,6 +59,28 @@ def cert_sans(cert: x509.Certificate) -> tuple[set[str], set[str]]:
     except x509.ExtensionNotFound:
         return set(), set()
     return ({str(ip) for ip in ext.get_values_for_type(x509.IPAddress)}, set(ext.get_values_for_type(x509.DNSName)))
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a secret: mode 0600 from the start (never world-readable, not even for a moment)."""
+    _write_private(path, data)
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def ensure_signing_key(pki_dir: str | Path, name: str) -> tuple[Path, Path]:
+    """An EC P-256 key pair ``<name>.key`` (0600) / ``<name>.pub`` (e.g. service-account token signing)."""
+    pki = Path(pki_dir)
+    ensure_ca(pki)
+    key_path, pub_path = pki / f"{name}.key", pki / f"{name}.pub"
+    if not key_path.is_file():
+        key = ec.generate_private_key(ec.SECP256R1())
+        _write_private(key_path, _key_pem(key))
+        _write(pub_path, key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                      serialization.PublicFormat.SubjectPublicKeyInfo))
+    return key_path, pub_path
 
 
 def _write_private(path: Path, data: bytes) -> None:

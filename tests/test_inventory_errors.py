@@ -90,7 +90,7 @@ CASES = [
     ("node-in-pool", "nodes:\n  - {name: cat01, address: 10.31.0.85}\n", "nodes[0].address", "inside the LB pool"),
     ("empty-nodes", "nodes: []\n", "nodes", "non-empty list"),
     ("fidelity-full-not-built", "lab:\n  fidelity: full\n", "lab.fidelity", "not built yet"),
-    ("fidelity-unknown", "lab:\n  fidelity: emulated\n", "lab.fidelity", "must be one of twin, full"),
+    ("fidelity-unknown", "lab:\n  fidelity: emulated\n", "lab.fidelity", "must be one of cilium, twin"),
     (
         "bad-selector",
         "bgp:\n  service_selector: {matchExpressions: [{key: a, operator: Has}]}\n",

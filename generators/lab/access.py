@@ -6,16 +6,21 @@ here opens a socket to the lab from the host. Faults and verify are in ``faults.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
+from ..cluster.client import ClusterTarget, api_client
 from ..errors import InputError, LabError
 from ..model import Model
+from ..pki import CA_CERT
 from .engine import Engine, ExecResult
-from .kinds.client import CA_PATH
+from .kinds.cilium import ADMIN_TOKEN
+from .kinds.client import CA_PATH, RELAY_DIR
 from .kinds.client import NAME as CLIENT
 from .kinds.gateway import NAME as GATEWAY
 from .names import LabPaths, container_name, lab_paths, validate_lab_name
+from .tunnel import ExecTunnel
 
 
 class NotALabInventory(InputError):
@@ -112,6 +117,24 @@ class LabAccess:
             return json.loads(res.stdout or "{}")
         except json.JSONDecodeError as exc:
             raise LabError(f"vtysh -c {command!r} did not return JSON: {res.stdout[:200]!r}") from exc
+
+    @contextmanager
+    def kube(self, server: str) -> Iterator[Any]:
+        """A Kubernetes API client for ``server`` (e.g. ``https://10.31.0.218:6443``), reached from the client
+        container through an exec tunnel (no host socket to a lab address); TLS verified against the lab CA."""
+        relay = f"{RELAY_DIR}/relay.py"
+
+        def argv_for(host: str, port: int) -> list[str]:
+            return ["docker", "exec", "-i", self.container(CLIENT), "python3", relay, host, str(port)]
+
+        with ExecTunnel(argv_for) as tunnel:
+            target = ClusterTarget(server=server, ca_file=self.paths.pki / CA_CERT,
+                                   token_file=self.paths.pki / ADMIN_TOKEN, proxy=tunnel.url)
+            client = api_client(target)
+            try:
+                yield client
+            finally:
+                client.close()
 
     def running_containers(self) -> dict[str, str]:
         """node name -> container status, for this lab's containers."""

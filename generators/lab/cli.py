@@ -11,7 +11,7 @@ import sys
 from typing import Callable
 
 from .. import drill
-from ..checks.verify import collect, format_results, results_json, run_checks
+from ..checks.verify import format_results, results_json
 from ..errors import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -25,7 +25,7 @@ from ..errors import (
 from ..model import load_model
 from .access import LabAccess
 from .engine import Engine
-from .expect import expectation_for
+from .expect import verify_lab
 from .faults import LabFaults
 from .images import ensure_images, image_tag
 from .kinds import lab_kinds
@@ -120,8 +120,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if lab.running_containers().get(lab.gateway) != "running":
         raise LabNotRunning(f"lab {lab.name} is not running; start it with "
                             f"`invoke lab-up --inventory {shlex.quote(args.inventory)}`")
-    exp = expectation_for(lab)
-    results = run_checks(collect(lab, exp), exp)
+    results = verify_lab(lab)
     print(results_json(results) if args.json else format_results(results))
     return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
 
@@ -130,6 +129,8 @@ def cmd_images_build(args: argparse.Namespace) -> int:
     model = load_model(args.inventory)
     LabAccess(model)  # a lab inventory, with a valid lab name
     ensure_prereqs({"docker", "gobgp"}, log=_log)
+    for kind in lab_kinds(model):
+        kind.prepare(model, _log)
     specs = [k.image_spec(model) for k in lab_kinds(model)]
     ensure_images(specs, Engine(), _log)
     for s in specs:

@@ -10,7 +10,7 @@ from ..checks.verify import gateway_nexthop_objects
 from ..errors import LabError
 from ..readback.frrstate import ESTABLISHED, kernel_next_hops, needs_nexthop_objects, route_next_hops, session_states
 from .access import LabAccess
-from .expect import expectation_for
+from .expect import api_probes, expectation_for
 
 POLL_S = 0.25
 
@@ -29,6 +29,12 @@ def snapshot(lab: LabAccess, vips: list[str]) -> dict:
 
 
 def wait_converged(lab: LabAccess, log: Callable[[str], None], timeout: float | None = None) -> dict:
+    """Until the gateway shows every session Established and each VIP's next-hops (BGP and FIB) as expected.
+
+    On the Cilium fidelity the expectation is what Cilium advertises now (read again on every poll), and the
+    Kubernetes API must also answer through the apiserver VIP from the client (``k8s-api-via-vip``).
+    """
+    cilium = getattr(lab, "fidelity", "twin") == "cilium"
     exp = expectation_for(lab)
     vips = sorted(exp.intended)
     deadline = time.monotonic() + (timeout or lab.lab.converge_timeout)
@@ -36,6 +42,9 @@ def wait_converged(lab: LabAccess, log: Callable[[str], None], timeout: float | 
     last = None
     while True:
         try:
+            if cilium:
+                exp = expectation_for(lab)
+                vips = sorted(exp.intended)
             snap = snapshot(lab, vips)
         except LabError as exc:  # FRR still starting: vtysh not answering yet
             snap = {"error": str(exc)}
@@ -48,6 +57,12 @@ def wait_converged(lab: LabAccess, log: Callable[[str], None], timeout: float | 
                 f"  {time.monotonic() - t0:5.1f}s sessions {len(established)}/{len(exp.peers)} Established; "
                 + "; ".join(f"{v} {len(snap['next_hops'][v])}/{len(exp.next_hops.get(v, ()))} next-hops" for v in vips)
             )
+            if done and cilium:
+                probes = api_probes(lab)
+                api_ok = all(p.get("ok") for p in probes)
+                line += "; API via the VIP " + ("answers" if api_ok else "not answering yet")
+                done = api_ok
+                snap["api"] = probes
             if done:
                 log(line + " -- converged")
                 return snap

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import time
 
-from ..checks.verify import collect, run_checks
 from ..errors import LabError
 from .access import LabAccess
-from .expect import expectation_for
+from .expect import verify_lab
 from .kinds import ClusterKind, cluster_kind
 from .kinds.gateway import NAME as GATEWAY
 
@@ -79,7 +78,6 @@ class LabFaults(LabAccess):
 
     def verify(self) -> bool:
         """The `invoke verify` checks; the failing ones stay in ``last_verify_failures``."""
-        exp = expectation_for(self)
-        results = run_checks(collect(self, exp), exp)
+        results = verify_lab(self)
         self.last_verify_failures = tuple(f"{r.name}: {r.summary}" for r in results if not r.ok)
         return not self.last_verify_failures

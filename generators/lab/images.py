@@ -29,8 +29,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from generators.errors import EnvironmentProblem
-from generators.gomod import cache_dir
-from generators.gomod import file_lock
+from generators.gomod import cache_dir, file_lock
 from generators.lab.prereqs import ensure_prereqs
 
 Log = Callable[[str], None]

@@ -183,10 +183,11 @@ def lab_up(
         return []
 
     def images() -> list[str]:
+        built = [c for k in lab_kinds(lab.model) for c in k.prepare(lab.model, log)]  # binaries first
         specs = {k.role: k.image_spec(lab.model) for k in lab_kinds(lab.model)}
         before = {s.name for s in specs.values() if not lab.engine.image_exists(image_tag(s))}
         ensure_images(list(specs.values()), lab.engine, log)
-        return [f"built image {n}" for n in sorted(before)]
+        return built + [f"built image {n}" for n in sorted(before)]
 
     def wire() -> list[str]:
         own = frozenset(switch_ports(lab.model))
@@ -213,7 +214,7 @@ def lab_up(
         ("host-network", wire),
         ("deploy", lambda: _deploy(lab, log, bool(rendered))),
               ("host-links", link),
-        ("configure", lambda: [c for kind in lab_kinds(lab.model) for c in kind.configure(lab)]),
+        ("configure", lambda: [c for kind in configure_order(lab.model) for c in kind.configure(lab)]),
         ("converge", converge),
     ]
     try:
@@ -224,6 +225,11 @@ def lab_up(
             raise
         raise LabUpInterrupted(phases.current, leftovers(lab), down_command(lab.name)) from None
     return report
+
+
+def configure_order(model: Model) -> list:
+    """The kinds in the order they are configured: the cluster last (it reaches its API through the client)."""
+    return sorted(lab_kinds(model), key=lambda k: k.role == "cluster")
 
 
 def down_command(name: str) -> str:

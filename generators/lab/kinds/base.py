@@ -8,7 +8,7 @@ runtime hands it a :class:`NodeAccess`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Mapping, Protocol
+from typing import Callable, Mapping, Protocol
 
 from ...model import Model
 from ..engine import ExecResult
@@ -49,6 +49,10 @@ class NodeKind(ABC):
     @abstractmethod
     def node_names(self, model: Model) -> list[str]:
         """The lab nodes of this kind."""
+
+    def prepare(self, model: Model, log: Callable[[str], None]) -> list[str]:
+        """Build what the kind's image needs before it is built (binaries). Idempotent; returns what changed."""
+        return []
 
     def configure(self, access: NodeAccess) -> list[str]:
         """Bring the kind's nodes to their configured state after deploy. Idempotent; returns what changed."""

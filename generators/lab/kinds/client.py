@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 from ... import pki
+from ...in_container import DIR as IN_CONTAINER
 from ...model import Model
 from ..images import IDLE_CHANGES, ImageSpec
 from .base import NodeAccess, NodeKind, linux_node
 
 NAME = "client"
 CA_PATH = "/etc/lab/ca.pem"
+RELAY_DIR = "/opt/lab"  # relay.py: the lab's Kubernetes API, reached from the user's side (generators.lab.tunnel)
 PACKAGES = ("tini", "curl", "python3", "iproute2", "iputils-ping", "openssl", "ca-certificates")
 
 
@@ -37,11 +39,15 @@ class ClientKind(NodeKind):
         ])}
 
     def configure(self, access: NodeAccess) -> list[str]:
-        """Trust the lab CA, as a user's kubeconfig trusts the k3s server CA."""
+        """Trust the lab CA, as a user's kubeconfig trusts the k3s server CA; install the API relay."""
         pki.ensure_ca(access.paths.pki)
-        ca = (access.paths.pki / pki.CA_CERT).read_bytes()
-        res = access.exec(NAME, ["cat", CA_PATH], timeout=10)
-        if res.exit_code == 0 and res.stdout.encode() == ca:
-            return []
-        access.put_files(NAME, {CA_PATH: ca}, mode=0o644)
-        return [f"{NAME}: installed the lab CA at {CA_PATH}"]
+        wanted = {CA_PATH: (access.paths.pki / pki.CA_CERT).read_bytes(),
+                  f"{RELAY_DIR}/relay.py": (IN_CONTAINER / "relay.py").read_bytes()}
+        changed = []
+        for path, data in wanted.items():
+            res = access.exec(NAME, ["cat", path], timeout=10)
+            if res.exit_code == 0 and res.stdout.encode() == data:
+                continue
+            access.put_files(NAME, {path: data}, mode=0o644)
+            changed.append(f"{NAME}: installed {path}")
+        return changed

@@ -1,0 +1,543 @@
+"""Cilium-fidelity cluster nodes: a real Kubernetes control plane and Cilium's own code on every node.
+
+Every node of the inventory runs, from the lab's offline Go builds (``generators.gobuild``):
+
+- an etcd member (an HA trio with three nodes, peers on the node segment) and a kube-apiserver bound to
+  the node's address, whose serving certificate holds exactly the node's rendered ``tls-san``;
+- ``cilium-bgp-host``: Cilium 1.19.3's BGP control plane, load-balancer tables and CiliumEnvoyConfig
+  controller for this node (GoBGP inside it speaks to the gateway);
+- HAProxy standing in for cilium-envoy, configured from what Cilium's code pushed to this node's Envoy
+  (listeners, clusters, per-node endpoints), and the Traefik stand-in.
+
+One Cilium operator runs (``operator.replicas`` of the rendered values, on the first nodes). The lab does
+what k3s and the Cilium agent would do but nobody runs here: it registers each Node and CiliumNode with the
+labels and address k3s would give them, installs Cilium's CRDs from Cilium's source, and writes the
+EndpointSlice of the Traefik DaemonSet (no controller manager runs). Everything else is applied from the
+rendered files by server-side apply, through the client container (``generators.lab.tunnel``).
+"""
+from __future__ import annotations
+
+import json
+import secrets
+import shlex
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import yaml
+from kubernetes import client as k8s
+
+from ... import gobuild, pki
+from ...cluster.apply import apply_documents, wait_until
+from ...errors import LabError, LabToolError
+from ...gomod import download
+from ...in_container import DIR as IN_CONTAINER
+from ...model import Model
+from ...readback.cilium import Listener
+from ...readback.ciliumstate import NodeState, parse_state
+from ...readback.k3s import K3sNode, read_nodes
+from ...readback.rendered import Rendered, load_rendered
+from ...readback.services import SERVICE_NAME_LABEL, TRAEFIK_SOURCE, Service, read_services
+from ...twin.envoy import Backend, Frontend
+from ...twin.haproxy import render_haproxy
+from ..images import IDLE_CHANGES, ExtraFile, ImageSpec
+from .base import ClusterKind, NodeAccess, linux_node
+
+PACKAGES = ("tini", "haproxy", "python3", "iproute2", "iptables", "procps", "iputils-ping", "openssl", "curl")
+BINARIES = ("etcd", "kube-apiserver", "cilium-operator-generic", "cilium-bgp-host")
+LAB_BIN = "/opt/lab"
+ETC = "/etc/lab"
+PKI_DIR = f"{ETC}/pki"
+KUBECONFIG = f"{ETC}/kubeconfig"
+TOKENS = f"{ETC}/pki/tokens.csv"
+OPERATOR_CONFIG = f"{ETC}/operator"
+HAPROXY_CFG = f"{ETC}/haproxy.cfg"
+LOG_DIR = "/var/log/twin"  # twinrun.py's (the process supervisor both cluster kinds use)
+RUN_DIR = "/run/twin"
+STATUS_ADDR = "127.0.0.1:9235"
+ETCD_CLIENT = "127.0.0.1:2379"
+SERVICE_CIDR = "10.43.0.0/16"  # k3s's default service-cidr
+APISERVER_PORT = 6443
+SCRIPTS = ("twinrun.py", "standin_common.py", "standin_traefik.py")
+ADMIN_TOKEN = "admin.token"  # in the lab's pki directory on the host
+SA_KEY = "service-account"
+CRD_DIRS = ("pkg/k8s/apis/cilium.io/client/crds/v2", "pkg/k8s/apis/cilium.io/client/crds/v2alpha1")
+LOG_FILES = [f"{LOG_DIR}/{n}.log" for n in ("etcd", "kube-apiserver", "cilium-bgp-host", "cilium-operator",
+                                            "haproxy")]
+
+
+def cilium_spec() -> ImageSpec:
+    found = gobuild.binary_identities(list(BINARIES))
+    files = tuple(ExtraFile(f"/usr/local/bin/{name}", path, identity=identity)
+                  for name, (path, identity) in found.items())
+    pins = gobuild.Pins.read()
+    return ImageSpec(name="cilium", suite="bookworm", packages=PACKAGES, extra_files=files, changes=IDLE_CHANGES,
+                     note=f"Cilium {pins.cilium} node: kube-apiserver {pins.kubernetes}, etcd {pins.etcd}, Cilium's "
+                          "operator and BGP control plane; haproxy for cilium-envoy, python3 stand-ins")
+
+
+class KubeAccess(NodeAccess, Protocol):
+    """A NodeAccess that can also open the lab's Kubernetes API (through the client container)."""
+
+    def kube(self, server: str) -> AbstractContextManager[Any]: ...
+
+
+@dataclass(frozen=True)
+class LabCluster:
+    """What the Cilium kind reads from the rendered files (not the inventory: hand-written files work too)."""
+
+    rendered: Rendered
+    nodes: list[K3sNode]
+    services: list[Service]
+    operator_replicas: int
+
+    @classmethod
+    def read(cls, root: Path) -> "LabCluster":
+        rendered = load_rendered(root)
+        nodes, problems = read_nodes(rendered)
+        missing = [n.name for n in nodes if not n.ip]
+        if problems or missing:
+            raise LabError("the rendered k3s configs do not describe the lab's nodes",
+                           problems + [f"{n}: no node-ip" for n in missing])
+        services, _ = read_services(rendered, nodes)
+        replicas = ((rendered.cilium_values.get("operator") or {}).get("replicas")) or 1
+        return cls(rendered, nodes, services, int(replicas))
+
+
+def _python(*argv: str) -> list[str]:
+    return ["python3", *argv]
+
+
+def _twinrun(name: str, argv: list[str], ready: str | None = None, timeout: float = 60) -> list[str]:
+    cmd = _python(f"{LAB_BIN}/twinrun.py", "start", name)
+    if ready:
+        cmd += ["--ready-tcp", ready, "--timeout", str(int(timeout))]
+    return cmd + ["--", *argv]
+
+
+def _run(access: NodeAccess, node: str, argv: list[str], timeout: float = 90) -> str:
+    res = access.exec(node, argv, timeout=timeout)
+    if res.exit_code != 0:
+        raise LabError(f"{node}: `{shlex.join(argv[:6])} ...` failed (exit {res.exit_code})",
+                       (res.stderr or res.stdout).strip().splitlines()[-15:])
+    return res.stdout
+
+
+class CiliumKind(ClusterKind):
+    fidelity = "cilium"
+
+    def image_spec(self, model: Model) -> ImageSpec:
+        return cilium_spec()
+
+    def prepare(self, model: Model, log: Callable[[str], None]) -> list[str]:
+        """Build the Go binaries the image holds (cached by content: nothing to do the second time)."""
+        gobuild.check_versions(model.k3s_version, model.cilium_version, str(model.source))
+        before = {n for n, (p, _) in gobuild.binary_identities(list(BINARIES)).items() if not p.is_file()}
+        gobuild.ensure_binaries(list(BINARIES), log)
+        return [f"built {n}" for n in sorted(before)]
+
+    def clab_nodes(self, model: Model, image: str) -> dict[str, dict]:
+        prefix = model.subnet.prefixlen
+        return {n.name: linux_node(image, [
+            f"ip addr add {n.address}/{prefix} dev eth1",
+            f"ip route replace default via {model.gateway.address} dev eth1",
+        ], sysctls={"net.ipv4.conf.all.arp_ignore": "1", "net.ipv4.conf.all.arp_announce": "2"})
+            for n in model.nodes}
+
+    def log_files(self) -> list[str]:
+        return LOG_FILES
+
+    # ----------------------------------------------------------------- configure
+    def configure(self, access: NodeAccess) -> list[str]:
+        lab = LabCluster.read(access.paths.rendered)
+        kube_access: KubeAccess = access  # type: ignore[assignment]
+        changed: list[str] = []
+        token = _admin_token(access.paths.pki)
+        restart: dict[str, set[str]] = {}
+        for node in lab.nodes:
+            wrote = _put_changed(access, node.name, _node_files(access, lab, node, token))
+            changed += [f"{node.name}: wrote {len(wrote)} file(s)"] if wrote else []
+            restart[node.name] = {proc for proc, prefix in RESTART_ON.items()
+                                  if any(p.startswith(prefix) for p in wrote)}
+            for proc in sorted(restart[node.name]):
+                _run(access, node.name, _python(f"{LAB_BIN}/twinrun.py", "stop", proc))
+        for node in lab.nodes:  # every member must be up for the first to have a quorum
+            changed += _started(access, node.name, "etcd", _etcd_argv(lab, node), ETCD_CLIENT)
+        for node in lab.nodes:
+            changed += _started(access, node.name, "kube-apiserver", _apiserver_argv(node),
+                                f"{node.ip}:{APISERVER_PORT}")
+        first = lab.nodes[0]
+        with kube_access.kube(f"https://{first.ip}:{APISERVER_PORT}") as api:
+            _wait_ready(api)
+            changed += _applied(api, _crds(), "Cilium CRDs")
+            changed += _applied(api, _bootstrap_objects(lab), "Nodes, CiliumNodes, namespaces")
+            _register_node_addresses(api, lab)
+            for node in lab.nodes[: lab.operator_replicas]:
+                changed += _started(access, node.name, "cilium-operator", _operator_argv())
+            for node in lab.nodes:
+                changed += _started(access, node.name, "cilium-bgp-host", _host_argv(node), STATUS_ADDR)
+            changed += _applied(api, _rendered_objects(lab), "the rendered resources")
+            _wait_lb_ips(api, lab, lambda: _alive(access, lab.nodes[0].name, "cilium-operator"))
+        states = {n.name: _settled_state(access, n.name, lab) for n in lab.nodes}
+        for node in lab.nodes:
+            changed += _data_path(access, node, states[node.name], lab)
+        return changed
+
+    # ----------------------------------------------------------------- faults (drills)
+    def signal_speaker(self, access: NodeAccess, node: str, sig: int) -> None:
+        pid = _run(access, node, ["cat", f"{RUN_DIR}/cilium-bgp-host.pid"]).strip()
+        _run(access, node, ["kill", f"-{int(sig)}", pid])
+
+    def start_speaker(self, access: NodeAccess, node: str) -> None:
+        lab = LabCluster.read(access.paths.rendered)
+        _started(access, node, "cilium-bgp-host", _host_argv(_node_of(lab, node)), STATUS_ADDR)
+
+    def stop_speaker_graceful(self, access: NodeAccess, node: str) -> None:
+        """SIGTERM: the agent's own stop path (Cilium keeps its BGP servers: no Cease; docs/FACTS.md)."""
+        _run(access, node, _python(f"{LAB_BIN}/twinrun.py", "stop", "cilium-bgp-host"))
+
+    def stop_apiserver(self, access: NodeAccess, node: str) -> None:
+        _run(access, node, _python(f"{LAB_BIN}/twinrun.py", "stop", "kube-apiserver"))
+
+    def start_apiserver(self, access: NodeAccess, node: str) -> None:
+        target = _node_of(LabCluster.read(access.paths.rendered), node)
+        _started(access, node, "kube-apiserver", _apiserver_argv(target), f"{target.ip}:{APISERVER_PORT}")
+
+    def node_state(self, access: NodeAccess, node: str) -> NodeState:
+        return parse_state(_status(access, node, "state"))
+
+
+def _node_of(lab: LabCluster, name: str) -> K3sNode:
+    for node in lab.nodes:
+        if node.name == name:
+            return node
+    raise LabError(f"no node {name!r} in the rendered k3s configs ({', '.join(n.name for n in lab.nodes)})")
+
+
+# ----------------------------------------------------------------------------- files
+def _admin_token(pki_dir: Path) -> str:
+    """The lab's admin token (system:masters), made once per lab, mode 0600, never printed."""
+    path = pki_dir / ADMIN_TOKEN
+    if not path.is_file():
+        pki.ensure_ca(pki_dir)  # the directory, 0700
+        pki.write_private(path, secrets.token_hex(32).encode())
+    return path.read_text().strip()
+
+
+def _node_files(access: NodeAccess, lab: LabCluster, node: K3sNode, token: str) -> dict[str, bytes]:
+    cert = pki.ensure_node_cert(access.paths.pki, node.name, node.tls_san)
+    sa_key, sa_pub = pki.ensure_signing_key(access.paths.pki, SA_KEY)
+    ca = cert.ca_path.read_bytes()
+    kubeconfig = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "lab",
+        "clusters": [{"name": "lab", "cluster": {"server": f"https://{node.ip}:{APISERVER_PORT}",
+                                                  "certificate-authority": f"{PKI_DIR}/ca.crt"}}],
+        "users": [{"name": "lab-admin", "user": {"tokenFile": f"{PKI_DIR}/admin.token"}}],
+        "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": "lab-admin"}}],
+    }
+    files = {f"{LAB_BIN}/{name}": (IN_CONTAINER / name).read_bytes() for name in SCRIPTS}
+    files.update({
+        f"{PKI_DIR}/ca.crt": ca,
+        f"{PKI_DIR}/apiserver.crt": cert.cert_path.read_bytes(),
+        f"{PKI_DIR}/apiserver.key": cert.key_path.read_bytes(),
+        f"{PKI_DIR}/{SA_KEY}.key": sa_key.read_bytes(),
+        f"{PKI_DIR}/{SA_KEY}.pub": sa_pub.read_bytes(),
+        f"{PKI_DIR}/admin.token": token.encode(),
+        TOKENS: f"{token},lab-admin,lab-admin,system:masters\n".encode(),
+        KUBECONFIG: yaml.safe_dump(kubeconfig, sort_keys=False).encode(),
+    })
+    # the operator reads its configuration as the chart's cilium-config ConfigMap gives it: one file per key
+    files.update({f"{OPERATOR_CONFIG}/{k}": v.encode() for k, v in cilium_config(lab.rendered).items()})
+    return files
+
+
+def _put_changed(access: NodeAccess, node: str, files: dict[str, bytes]) -> list[str]:
+    """Copy what differs (content, or a secret's mode); secrets 0600 in 0700 directories. Returns the paths."""
+    listing = _run(access, node, ["sh", "-c", 'for f in "$@"; do [ -f "$f" ] && echo "$(stat -c %a "$f") $(sha256sum '
+                                  '"$f" | cut -c1-64) $f"; done; true', "sh", *files])
+    have = {parts[2]: (parts[0], parts[1]) for parts in (line.split(" ", 2) for line in listing.splitlines())
+            if len(parts) == 3}
+    stale = {}
+    for path, data in files.items():
+        mode = f"{pki.SECRET_MODE:o}" if pki.is_secret(path) or path == KUBECONFIG else None
+        current = have.get(path)
+        if current is None or current[1] != pki.sha256_hex(data) or (mode and current[0] != mode):
+            stale[path] = data
+    if not stale:
+        return []
+    other, secret, secret_dirs = pki.split_secrets(stale)
+    if KUBECONFIG in other:  # it names the token file, and stays private too
+        secret[KUBECONFIG] = other.pop(KUBECONFIG)
+    access.put_files(node, other, mode=0o644)
+    access.put_files(node, secret, mode=pki.SECRET_MODE, dir_modes=secret_dirs)
+    return sorted(stale)
+
+
+# cilium-config ConfigMap key -> the Helm value it comes from (install/kubernetes/cilium/templates/
+# cilium-configmap.yaml, Cilium 1.19.3), for the keys the operator acts on in this lab.
+CONFIG_FROM_VALUES = {
+    "enable-ipv4": "ipv4.enabled",
+    "enable-ipv6": "ipv6.enabled",
+    "ipam": "ipam.mode",
+    "cluster-pool-ipv4-cidr": "ipam.operator.clusterPoolIPv4PodCIDRList",
+    "cluster-pool-ipv4-mask-size": "ipam.operator.clusterPoolIPv4MaskSize",
+    "enable-bgp-control-plane": "bgpControlPlane.enabled",
+    "enable-lb-ipam": "enableLBIPAM",
+    "enable-envoy-config": "envoyConfig.enabled",
+    "kube-proxy-replacement": "kubeProxyReplacement",
+}
+
+
+def _chart_values() -> dict:
+    pins = gobuild.Pins.read()
+    root = Path(download(gobuild.CILIUM_MODULE, "v" + pins.cilium, why="Cilium's Helm chart defaults")["Dir"])
+    return dict(yaml.safe_load((root / "install/kubernetes/cilium/values.yaml").read_text()))
+
+
+def _merged(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def cilium_config(rendered: Rendered) -> dict[str, str]:
+    """The cilium-config keys the lab's operator runs with: the rendered values over the chart's defaults."""
+    values = rendered.cilium_values.get("cilium") if isinstance(rendered.cilium_values.get("cilium"), dict) and (
+        not {"bgpControlPlane", "kubeProxyReplacement"} & set(rendered.cilium_values)) else rendered.cilium_values
+    merged = _merged(_chart_values(), dict(values or {}))
+    out = {}
+    for key, path in CONFIG_FROM_VALUES.items():
+        value: Any = merged
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is None:
+            continue
+        out[key] = " ".join(map(str, value)) if isinstance(value, list) else (
+            str(value).lower() if isinstance(value, bool) else str(value))
+    return out
+
+
+# process -> the files whose change restarts it (what restarting k3s would restart)
+RESTART_ON = {"cilium-operator": OPERATOR_CONFIG, "kube-apiserver": PKI_DIR, "cilium-bgp-host": KUBECONFIG}
+
+
+# ----------------------------------------------------------------------------- processes
+def _etcd_argv(lab: LabCluster, node: K3sNode) -> list[str]:
+    peers = ",".join(f"{n.name}=http://{n.ip}:2380" for n in lab.nodes)
+    return ["etcd", "--name", node.name, "--data-dir", "/var/lib/etcd", "--listen-client-urls", f"http://{ETCD_CLIENT}",
+            "--advertise-client-urls", f"http://{ETCD_CLIENT}", "--listen-peer-urls", f"http://{node.ip}:2380",
+            "--initial-advertise-peer-urls", f"http://{node.ip}:2380", "--initial-cluster", peers,
+            "--initial-cluster-state", "new", "--initial-cluster-token", "k3s-bgp-lab",
+            "--listen-metrics-urls", "http://127.0.0.1:2381"]
+
+
+def _apiserver_argv(node: K3sNode) -> list[str]:
+    return ["kube-apiserver", f"--etcd-servers=http://{ETCD_CLIENT}", f"--bind-address={node.ip}",
+            f"--advertise-address={node.ip}", f"--secure-port={APISERVER_PORT}",
+            f"--tls-cert-file={PKI_DIR}/apiserver.crt", f"--tls-private-key-file={PKI_DIR}/apiserver.key",
+            f"--token-auth-file={TOKENS}", "--authorization-mode=RBAC",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={PKI_DIR}/{SA_KEY}.pub",
+            f"--service-account-signing-key-file={PKI_DIR}/{SA_KEY}.key",
+            f"--service-cluster-ip-range={SERVICE_CIDR}", "--profiling=false", "--enable-priority-and-fairness=false"]
+
+
+def _operator_argv() -> list[str]:
+    return ["cilium-operator-generic", f"--k8s-kubeconfig-path={KUBECONFIG}", "--k8s-namespace=kube-system",
+            "--identity-allocation-mode=crd", f"--config-dir={OPERATOR_CONFIG}", "--skip-crd-creation",
+            "--enable-gops=false"]
+
+
+def _host_argv(node: K3sNode) -> list[str]:
+    return ["env", f"K8S_NODE_NAME={node.name}", "cilium-bgp-host", f"--k8s-kubeconfig-path={KUBECONFIG}",
+            f"--status-addr={STATUS_ADDR}"]
+
+
+def _started(access: NodeAccess, node: str, name: str, argv: list[str], ready: str | None = None) -> list[str]:
+    out = _run(access, node, _twinrun(name, argv, ready), timeout=120)
+    return [f"{node}: {out.strip().splitlines()[-1]}"] if "started" in out else []
+
+
+def _status(access: NodeAccess, node: str, what: str) -> dict:
+    code = ("import json, sys, urllib.request\n"
+            f"print(urllib.request.urlopen('http://{STATUS_ADDR}/' + sys.argv[1], timeout=5).read().decode())")
+    return json.loads(_run(access, node, _python("-c", code, what), timeout=20))
+
+
+# ----------------------------------------------------------------------------- Kubernetes objects
+def _crds() -> list[dict]:
+    """Cilium's CRDs (v2 and v2alpha1) from Cilium's source at the version the lab builds."""
+    pins = gobuild.Pins.read()
+    root = Path(download(gobuild.CILIUM_MODULE, "v" + pins.cilium, why="Cilium's CRDs")["Dir"])
+    docs = []
+    for directory in CRD_DIRS:
+        for path in sorted((root / directory).glob("*.yaml")):
+            docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
+    return docs
+
+
+def _bootstrap_objects(lab: LabCluster) -> list[dict]:
+    """What k3s and the Cilium agent would register: Node and CiliumNode per node, the chart's namespace."""
+    out: list[dict] = []
+    for node in lab.nodes:
+        out.append({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node.name, "labels": node.labels}})
+        out.append({"apiVersion": "cilium.io/v2", "kind": "CiliumNode",
+                    "metadata": {"name": node.name, "labels": node.labels},
+                    "spec": {"addresses": [{"type": "InternalIP", "ip": node.ip}]}})
+    namespaces = {s.namespace for s in lab.services} | {d.namespace for d in lab.rendered.docs if d.namespace}
+    out += [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
+            for ns in sorted(namespaces - {"default", "kube-system"})]
+    return out
+
+
+def _register_node_addresses(api: Any, lab: LabCluster) -> None:
+    core = k8s.CoreV1Api(api)
+    for node in lab.nodes:
+        core.patch_node_status(node.name, {"status": {"addresses": [
+            {"type": "InternalIP", "address": node.ip}, {"type": "Hostname", "address": node.name}]}})
+
+
+TRAEFIK_ENTRYPOINT_PORTS = {"web": 8000, "websecure": 8443}  # the chart's container ports
+
+
+def _rendered_objects(lab: LabCluster) -> list[dict]:
+    """Every rendered Kubernetes document the lab can take, plus the Traefik chart's Service and the
+    EndpointSlice its DaemonSet would get (no controller manager runs here to write it)."""
+    wanted = [d.body for d in lab.rendered.docs if not d.file.startswith("apps/")]  # Gateway API: no CRDs here
+    for svc in lab.services:
+        if not svc.source.startswith(TRAEFIK_SOURCE):
+            continue
+        wanted.append(svc.manifest())
+        wanted.append({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": f"{svc.name}-lab", "namespace": svc.namespace,
+                         "labels": {SERVICE_NAME_LABEL: svc.name,
+                                    "endpointslice.kubernetes.io/managed-by": "k3s-bgp-lab"}},
+            "addressType": "IPv4",
+            "ports": [{"name": p.name, "port": TRAEFIK_ENTRYPOINT_PORTS.get(p.name, p.port), "protocol": p.protocol}
+                      for p in svc.ports],
+            "endpoints": [{"addresses": [e.address], "nodeName": e.node_name, "conditions": {"ready": True}}
+                          for e in svc.endpoints],
+        })
+    return wanted
+
+
+def _applied(api: Any, docs: list[dict], what: str) -> list[str]:
+    results = apply_documents(api, docs)
+    conflicts = [r for r in results if r.action == "conflict"]
+    if conflicts:
+        raise LabError(f"applying {what}: fields owned by another manager",
+                       [f"{r.kind}/{r.name}: {', '.join(f'{f} ({m})' for f, m in r.conflicts)}" for r in conflicts])
+    return [f"{r.action} {r.kind} {r.namespace + '/' if r.namespace else ''}{r.name}" for r in results
+            if r.action in ("created", "changed")]
+
+
+def _wait_ready(api: Any) -> None:
+    def ready() -> bool | None:
+        try:
+            data = api.call_api("/readyz", "GET", _preload_content=False, _request_timeout=5)[0].data
+        except Exception:  # noqa: BLE001 - not up yet: poll again
+            return None
+        return True if data.strip() == b"ok" else None
+
+    wait_until(ready, timeout=60, interval=0.2, what="kube-apiserver /readyz")
+
+
+def _pinned(lab: LabCluster) -> dict[str, list[str]]:
+    return {s.key: [v.address for v in s.vips] for s in lab.services if s.type == "LoadBalancer" and s.vips}
+
+
+def _alive(access: NodeAccess, node: str, name: str) -> None:
+    """Raise with the process's last log lines when it is not running (e.g. Cilium's operator exited)."""
+    if access.exec(node, _python(f"{LAB_BIN}/twinrun.py", "status", name), timeout=10).exit_code != 0:
+        tail = access.exec(node, ["tail", "-n", "5", f"{LOG_DIR}/{name}.log"], timeout=10).stdout
+        raise LabError(f"{node}: {name} is not running", tail.strip().splitlines())
+
+
+def _wait_lb_ips(api: Any, lab: LabCluster, check: Callable[[], None], timeout: float = 60) -> None:
+    """Until every pinned LoadBalancer Service shows its address, as Cilium's LB-IPAM assigns it."""
+    core = k8s.CoreV1Api(api)
+
+    def assigned() -> bool | None:
+        check()
+        for key, vips in _pinned(lab).items():
+            ns, name = key.split("/")
+            ingress = core.read_namespaced_service(name, ns).status.load_balancer.ingress or []
+            if not set(vips) <= {i.ip for i in ingress}:
+                return None
+        return True
+
+    try:
+        wait_until(assigned, timeout=timeout, interval=0.25, what="pinned LoadBalancer IPs assigned by LB-IPAM")
+    except LabToolError:
+        pass  # verify names the Service that has none (lbipam:<ns>/<name>); the lab still comes up
+
+
+def _settled_state(access: NodeAccess, node: str, lab: LabCluster, timeout: float = 60) -> NodeState:
+    """The node's /state once Cilium has a frontend for every LoadBalancer IP the Services got."""
+    last: list[NodeState] = []
+
+    def settled() -> NodeState | None:
+        state = parse_state(_status(access, node, "state"))
+        last[:] = [state]
+        addresses = {f.address for f in state.load_balancer_frontends()}
+        pinned = {v for vips in _pinned(lab).values() for v in vips}
+        return state if pinned <= addresses or not state.peers else None
+
+    try:
+        return wait_until(settled, timeout=timeout, interval=0.25, what=f"{node}: Cilium's frontends")
+    except LabToolError:
+        return last[0] if last else parse_state(_status(access, node, "state"))
+
+
+# ----------------------------------------------------------------------------- the data path
+def proxy_frontends(state: NodeState, node_names: dict[str, str]) -> list[Frontend]:
+    """HAProxy's frontends on one node: each LoadBalancer frontend Cilium redirects to Envoy, with the
+    listener, cluster and endpoints Cilium pushed to this node (none pushed: a listener without upstream)."""
+    out = []
+    for fe in state.load_balancer_frontends():
+        found = state.envoy_for(fe)
+        if found is None:
+            continue
+        config, listener, cluster = found
+        frontend = Frontend(config=config.name, service=fe.service, vip=fe.address, port=fe.port,
+                            listener=Listener(listener.name, listener.cluster, listener.idle_timeout_written),
+                            cluster=cluster.cluster if cluster is not None else None)
+        if cluster is None:
+            frontend.notes.append(f"listener {listener.name} forwards to {listener.cluster!r}, which Cilium did "
+                                  "not give this node's Envoy: connections are accepted and closed")
+        elif not cluster.eds_pushed or not cluster.endpoints:
+            frontend.notes.append(f"Cilium pushed {'no' if not cluster.eds_pushed else 'an empty'} endpoint list for "
+                                  f"{cluster.cluster.name} to {state.node}: connections are accepted and closed")
+        else:
+            frontend.backends = [Backend(node_names.get(ip, ip), ip, port) for ip, port in cluster.endpoints]
+        out.append(frontend)
+    return out
+
+
+def _data_path(access: NodeAccess, node: K3sNode, state: NodeState, lab: LabCluster) -> list[str]:
+    names = {n.ip: n.name for n in lab.nodes if n.ip}
+    changed: list[str] = []
+    vips = sorted({f.address for f in state.load_balancer_frontends() if ":" not in f.address})
+    for vip in vips:  # Cilium puts no VIP on an interface; the stand-ins bind them on lo
+        _run(access, node.name, ["ip", "addr", "replace", f"{vip}/32", "dev", "lo"])
+    frontends = proxy_frontends(state, names)
+    cfg = render_haproxy(frontends, node.name) if frontends else ""
+    if cfg:
+        if _put_changed(access, node.name, {HAPROXY_CFG: cfg.encode()}):
+            _run(access, node.name, _python(f"{LAB_BIN}/twinrun.py", "stop", "haproxy"))
+            changed.append(f"{node.name}: wrote {HAPROXY_CFG}")
+        first = next((f for f in frontends if f.listener), None)
+        changed += _started(access, node.name, "haproxy", ["haproxy", "-db", "-f", HAPROXY_CFG],
+                            f"{first.vip}:{first.port}" if first else None)
+    traefik = {s.key for s in lab.services if s.source.startswith(TRAEFIK_SOURCE)}
+    for fe in state.load_balancer_frontends():
+        if fe.proxy_redirected or fe.service not in traefik:
+            continue
+        changed += _started(access, node.name, f"traefik-{fe.address}-{fe.port}", _python(
+            f"{LAB_BIN}/standin_traefik.py", "--bind", fe.address, "--port", str(fe.port), "--node", node.name,
+            "--log", f"{LOG_DIR}/traefik-{fe.address}-{fe.port}-requests.log"), f"{fe.address}:{fe.port}")
+    return changed
+
