@@ -61,10 +61,12 @@ LAB_HELP = {"inventory": INV_HELP.format("topology/lab.yml"), "name": "lab name 
             "json": "machine-readable output"}
 
 
-@task(help=LAB_HELP)
-def lab_up(c, inventory="topology/lab.yml", name=None, json=False):
-    """Render, build missing images, create the bridge, deploy with containerlab and wait until converged."""
-    _lab("lab-up", inventory, name, *_opt("--json", json))
+@task(help={**LAB_HELP, "rendered": "rehearse the files in DIR (the `gen` layout, e.g. hand-written) instead",
+            "take_over": "take over a lab of this name that another checkout or inventory brought up"})
+def lab_up(c, inventory="topology/lab.yml", name=None, json=False, rendered=None, take_over=False):
+    """Render (or take --rendered DIR), build what is missing, deploy with containerlab, wait until converged."""
+    _lab("lab-up", inventory, name, *_opt("--json", json), *_opt("--rendered", rendered),
+         *_opt("--take-over", take_over))
 
 
 @task(help={k: v for k, v in LAB_HELP.items() if k != "json"})

@@ -48,11 +48,18 @@ class Gateway:
     asn: int
     frr_version: str
     peer_group: str
+    # "helper" (FRR's default: keeps a restarting node's routes stale) | "disabled" (graceful-restart-disable)
+    graceful_restart: str = "helper"
 
     @property
     def supports_n_bit(self) -> bool:
         """FRR understands the graceful-restart notification (N) bit from 8.3 on (RFC 8538)."""
         return supports_n_bit(self.frr_version) is True
+
+    @property
+    def gr_helper(self) -> bool:
+        """Whether the gateway is a graceful-restart helper for the nodes (FRR's default)."""
+        return self.graceful_restart == "helper"
 
 
 @dataclass(frozen=True)
@@ -482,11 +489,29 @@ def _build(raw: RawInventory) -> Model:
             "asn": "gateway ASN",
             "frr_version": "FRR version on the gateway",
             "peer_group": "FRR peer-group for the nodes",
+            "graceful_restart": "helper (default) or disabled: whether FRR is a graceful-restart helper for the nodes",
         },
         ("address", "asn", "frr_version"),
     )
     gw_address = r.value(g, ("gateway",), "address", "ip")
     in_subnet(("gateway", "address"), gw_address, "gateway address")
+    gr_modes = ("helper", "disabled")
+    gr_fix = (
+        "use `helper` (FRR's default: a restarting node's routes stay, stale, up to its restart time) or `disabled` "
+        "(renders `neighbor <peer-group> graceful-restart-disable`: a silently lost node leaves at hold expiry)"
+    )
+    if isinstance(g.get("graceful_restart"), bool):  # YAML reads off/on/no/yes/false/true as booleans
+        r.problem(
+            ("gateway", "graceful_restart"),
+            g["graceful_restart"],
+            f"YAML reads off/on/no/yes unquoted as a boolean; must be one of {', '.join(gr_modes)}",
+            gr_fix,
+        )
+        gw_gr = MISSING
+    else:
+        gw_gr = r.value(
+            g, ("gateway",), "graceful_restart", "str", default="helper", check=_one_of(*gr_modes), fix=gr_fix
+        )
     gateway = Gateway(
         name=r.value(g, ("gateway",), "name", "str", default="gateway", check=_regex_check(DNS_LABEL, "name")),
         address=gw_address,
@@ -503,6 +528,7 @@ def _build(raw: RawInventory) -> Model:
         peer_group=r.value(
             g, ("gateway",), "peer_group", "str", default="k3s-nodes", check=_regex_check(DNS_LABEL, "peer-group name")
         ),
+        graceful_restart=gw_gr,
     )
 
     nodes = _nodes(r, top.get("nodes", MISSING), in_subnet, gw_address)

@@ -8,6 +8,7 @@ import argparse
 import json
 import shlex
 import sys
+from pathlib import Path
 from typing import Callable
 
 from .. import drill
@@ -70,7 +71,8 @@ def cmd_lab_up(args: argparse.Namespace) -> int:
     lab = _load(args)
     log = _log if not args.json else _log_stderr  # --json: stdout carries the report only
     try:
-        report = lab_up(lab, log=log, ensure=lambda need: ensure_prereqs(need, log=log), take_over=args.take_over)
+        report = lab_up(lab, log=log, ensure=lambda need: ensure_prereqs(need, log=log), take_over=args.take_over,
+                        rendered_from=Path(args.rendered).resolve() if args.rendered else None)
     except LabUpInterrupted as exc:
         print(f"interrupted during {exc.phase or 'start-up'}", file=sys.stderr)
         if exc.left:
@@ -172,6 +174,8 @@ def parser() -> argparse.ArgumentParser:
     up = add("lab-up", cmd_lab_up, "render, build images, deploy and wait until converged")
     up.add_argument("--take-over", action="store_true",
                     help="take over a lab of this name that another checkout or inventory brought up")
+    up.add_argument("--rendered", default=None, metavar="DIR",
+                    help="rehearse these files (the `gen` layout, e.g. hand-written) instead of the inventory's")
     add("lab-down", cmd_lab_down, "remove everything the lab created", json_=False)
     add("status", cmd_status, "containers, sessions and VIPs")
     add("verify", cmd_verify, "named checks with evidence; exit 1 on any failure")

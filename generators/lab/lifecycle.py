@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..errors import EnvironmentProblem, LabError, LabToolError
+from ..errors import EnvironmentProblem, InputError, LabError, LabToolError
 from ..model import Model, load_model
-from ..output import MANIFEST, write_tree
+from ..output import MANIFEST, manifest, write_tree
 from ..pki import tighten_secrets
 from . import hostnet
 from .access import LabAccess
@@ -97,10 +97,47 @@ def owner_of(lab: LabAccess) -> Owner:
     return Owner(lab_dir=str(lab.paths.root), inventory=str(lab.model.source))
 
 
-def _render(lab: LabAccess) -> list[str]:
+# The rack's files a hand-written directory must hold to replace ours (lab-up --rendered DIR).
+HANDWRITTEN_REQUIRED = (
+    "frr/frr.conf",
+    "cilium/values.yaml",
+    "cilium/bgp.yaml",
+    "cilium/kube-apiserver-bgp.yaml",
+    "platform/values.yaml",
+)
+LAB_ONLY_FILES = (MANIFEST, CLAB_FILE, "frr/daemons")
+
+
+def handwritten_files(root: Path) -> dict[str, str]:
+    """The rack files of a directory in the gen layout (a user's own configs), to rehearse exactly those."""
+    if not root.is_dir():
+        raise InputError(
+            f"--rendered {root}: not a directory; give a directory in the `gen` layout "
+            "(frr/frr.conf, k3s/<node>/config.yaml, cilium/*.yaml, platform/values.yaml)"
+        )
+    files = {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*")) if p.is_file()}
+    missing = [rel for rel in HANDWRITTEN_REQUIRED if rel not in files]
+    if not any(rel.startswith("k3s/") and rel.endswith("/config.yaml") for rel in files):
+        missing.append("k3s/<node>/config.yaml")
+    if missing:
+        raise InputError(
+            f"--rendered {root}: missing {', '.join(missing)}; the lab needs every rack file of the "
+            "layout (see README, Output layout)"
+        )
+    try:
+        return {rel: p.read_text(encoding="utf-8") for rel, p in files.items() if rel not in LAB_ONLY_FILES}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"--rendered {root}: cannot read {exc}") from exc
+
+
+def _render(lab: LabAccess, rendered_from: Path | None = None) -> list[str]:
     files = render_lab_files(lab.model, owner_of(lab).id)
-    manifest = lab.paths.rendered / MANIFEST
-    if manifest.is_file() and manifest.read_text() == files[MANIFEST]:
+    if rendered_from is not None:  # the user's own rack files replace ours; the lab's own files stay
+        own = {rel: text for rel, text in files.items() if rel in LAB_ONLY_FILES and rel != MANIFEST}
+        files = {**handwritten_files(rendered_from), **own}
+        files[MANIFEST] = manifest(files, f"{lab.model.name} (files from {rendered_from})", lab.model.digest)
+    current = lab.paths.rendered / MANIFEST
+    if current.is_file() and current.read_text() == files[MANIFEST]:
         return []
     write_tree(files, lab.paths.rendered)
     return [f"rendered {len(files)} files into {lab.paths.rendered}"]
@@ -165,17 +202,26 @@ def _deploy(lab: LabAccess, log: Log, rerendered: bool) -> list[str]:
 
 
 def lab_up(
-    lab: LabAccess, log: Log = print, ensure: Callable[[set[str]], object] | None = None, take_over: bool = False
+    lab: LabAccess,
+    log: Log = print,
+    ensure: Callable[[set[str]], object] | None = None,
+    take_over: bool = False,
+    rendered_from: Path | None = None,
 ) -> UpReport:
     """Bring the lab to its converged state (idempotent). Ctrl-C raises :class:`LabUpInterrupted`."""
     report = UpReport(lab.name)
     phases = _Phases(report, log)
     host = claim(lab, take_over)
     rendered: list[str] = []
+    topology_before = lab.paths.clab_file.read_bytes() if lab.paths.clab_file.is_file() else b""
 
     def render() -> list[str]:
-        rendered.extend(_render(lab))
+        rendered.extend(_render(lab, rendered_from))
         return rendered
+
+    def topology_changed() -> bool:
+        """Only a new containerlab topology needs the containers rebuilt; the rack's files are configured."""
+        return lab.paths.clab_file.read_bytes() != topology_before
 
     def prereqs() -> list[str]:
         assert ensure is not None
@@ -201,7 +247,8 @@ def lab_up(
     def link() -> list[str]:
         # containerlab writes its own CA key world-readable under the lab directory (docs/FACTS.md#containerlab)
         return hostnet.attach_ports(lab.lab.bridge, sorted(switch_ports(lab.model)), log) + tighten_secrets(
-            lab.paths.root)
+            lab.paths.root
+        )
 
     def converge() -> list[str]:
         report.converged = wait_converged(lab, log)
@@ -212,8 +259,8 @@ def lab_up(
     steps += [
         ("images", images),
         ("host-network", wire),
-        ("deploy", lambda: _deploy(lab, log, bool(rendered))),
-              ("host-links", link),
+        ("deploy", lambda: _deploy(lab, log, topology_changed())),
+        ("host-links", link),
         ("configure", lambda: [c for kind in configure_order(lab.model) for c in kind.configure(lab)]),
         ("converge", converge),
     ]
@@ -319,9 +366,11 @@ def lab_down(name: str, log: Log = print, base: Path | None = None) -> list[str]
         elif directory.exists():
             log(f"  left {directory}: not a lab directory lab-up made for {name!r} (no {MARKER}); remove it by hand")
     if no_docker is not None:  # keep the record: the containers may still exist
-        raise EnvironmentProblem(f"lab {name}: the host network and directories are cleaned up, but Docker is not "
-                                 f"reachable, so its containers may remain ({no_docker}). Start dockerd "
-                                 f"(`invoke setup`) and run `{down_command(name)}` again")
+        raise EnvironmentProblem(
+            f"lab {name}: the host network and directories are cleaned up, but Docker is not "
+            f"reachable, so its containers may remain ({no_docker}). Start dockerd "
+            f"(`invoke setup`) and run `{down_command(name)}` again"
+        )
     if record_path(name).exists():
         record_path(name).unlink()
     return done

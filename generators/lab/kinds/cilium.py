@@ -29,7 +29,7 @@ import yaml
 from kubernetes import client as k8s
 
 from ... import gobuild, pki
-from ...cluster.apply import apply_documents, wait_until
+from ...cluster.apply import NotYet, apply_documents, wait_until
 from ...errors import LabError, LabToolError
 from ...gomod import download
 from ...in_container import DIR as IN_CONTAINER
@@ -38,6 +38,7 @@ from ...readback.cilium import Listener
 from ...readback.ciliumstate import NodeState, parse_state
 from ...readback.k3s import K3sNode, read_nodes
 from ...readback.rendered import Rendered, load_rendered
+from ...readback.selectors import SelectorError, selector_matches
 from ...readback.services import SERVICE_NAME_LABEL, TRAEFIK_SOURCE, Service, read_services
 from ...twin.envoy import Backend, Frontend
 from ...twin.haproxy import render_haproxy
@@ -179,7 +180,7 @@ class CiliumKind(ClusterKind):
                 changed += _started(access, node.name, "cilium-bgp-host", _host_argv(node), STATUS_ADDR)
             changed += _applied(api, _rendered_objects(lab), "the rendered resources")
             _wait_lb_ips(api, lab, lambda: _alive(access, lab.nodes[0].name, "cilium-operator"))
-        states = {n.name: _settled_state(access, n.name, lab) for n in lab.nodes}
+        states = {n.name: _settled_state(access, n, lab) for n in lab.nodes}
         for node in lab.nodes:
             changed += _data_path(access, node, states[node.name], lab)
         return changed
@@ -475,21 +476,48 @@ def _wait_lb_ips(api: Any, lab: LabCluster, check: Callable[[], None], timeout: 
         pass  # verify names the Service that has none (lbipam:<ns>/<name>); the lab still comes up
 
 
-def _settled_state(access: NodeAccess, node: str, lab: LabCluster, timeout: float = 60) -> NodeState:
-    """The node's /state once Cilium has a frontend for every LoadBalancer IP the Services got."""
-    last: list[NodeState] = []
+def _expected_cceces(lab: LabCluster, node: K3sNode) -> set[str]:
+    """The CiliumClusterwideEnvoyConfigs that apply to ``node`` (their nodeSelector matches its labels)."""
+    out = set()
+    for doc in lab.rendered.of_kind("CiliumClusterwideEnvoyConfig"):
+        selector = doc.spec.get("nodeSelector")
+        try:
+            if selector is None or selector_matches(selector, node.labels):
+                out.add(doc.name)
+        except SelectorError:
+            continue
+    return out
 
-    def settled() -> NodeState | None:
-        state = parse_state(_status(access, node, "state"))
-        last[:] = [state]
-        addresses = {f.address for f in state.load_balancer_frontends()}
-        pinned = {v for vips in _pinned(lab).values() for v in vips}
-        return state if pinned <= addresses or not state.peers else None
+
+STABLE_POLLS = 6  # the state must read the same this many polls in a row (1.5 s at 0.25 s)
+
+
+def _settled_state(access: NodeAccess, node: K3sNode, lab: LabCluster, timeout: float = 60) -> NodeState:
+    """The node's /state once Cilium has decided: a frontend for every pinned LoadBalancer IP, every CCEC
+    that applies to the node either taken (in its Envoy) or rejected (an error), and no change for 1.5 s."""
+    pinned = {v for vips in _pinned(lab).values() for v in vips}
+    cceces = _expected_cceces(lab, node)
+    seen: list[tuple[str, NodeState]] = []
+
+    def settled() -> NodeState | NotYet:
+        doc = _status(access, node.name, "state")
+        state = parse_state(doc)
+        digest = json.dumps([(doc.get("loadBalancer") or {}).get("frontends"), (doc.get("envoy") or {}).get("cecs"),
+                             (doc.get("envoy") or {}).get("errorsTotal")], sort_keys=True)
+        seen.append((digest, state))
+        del seen[:-STABLE_POLLS]
+        missing = pinned - {f.address for f in state.load_balancer_frontends()}
+        undecided = cceces - {c.name for c in state.envoy} if not state.errors else set()
+        stable = len(seen) == STABLE_POLLS and len({d for d, _ in seen}) == 1
+        if missing or undecided or not stable:
+            return NotYet(f"frontends missing for {sorted(missing)}; CCECs not decided {sorted(undecided)}; "
+                          f"{'stable' if stable else 'still changing'}")
+        return state
 
     try:
-        return wait_until(settled, timeout=timeout, interval=0.25, what=f"{node}: Cilium's frontends")
+        return wait_until(settled, timeout=timeout, interval=0.25, what=f"{node.name}: Cilium's decisions settle")
     except LabToolError:
-        return last[0] if last else parse_state(_status(access, node, "state"))
+        return seen[-1][1] if seen else parse_state(_status(access, node.name, "state"))
 
 
 # ----------------------------------------------------------------------------- the data path
