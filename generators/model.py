@@ -48,7 +48,8 @@ class Gateway:
     asn: int
     frr_version: str
     peer_group: str
-    # "helper" (FRR's default: keeps a restarting node's routes stale) | "disabled" (graceful-restart-disable)
+    # "helper" (FRR's default: keeps a restarting node's routes stale) | "disabled": one
+    # `neighbor <node address> graceful-restart-disable` per node (FRR 8.4 ignores it on a peer-group's members)
     graceful_restart: str = "helper"
 
     @property
@@ -498,8 +499,10 @@ def _build(raw: RawInventory) -> Model:
     gr_modes = ("helper", "disabled")
     gr_fix = (
         "use `helper` (FRR's default: a restarting node's routes stay, stale, up to its restart time) or `disabled` "
-        "(renders `neighbor <peer-group> graceful-restart-disable`: a silently lost node leaves at hold expiry)"
+        "(renders `neighbor <node address> graceful-restart-disable` per node: a silently lost node leaves at hold "
+        "expiry)"
     )
+    gw_gr: Any = MISSING
     if isinstance(g.get("graceful_restart"), bool):  # YAML reads off/on/no/yes/false/true as booleans
         r.problem(
             ("gateway", "graceful_restart"),
@@ -507,7 +510,6 @@ def _build(raw: RawInventory) -> Model:
             f"YAML reads off/on/no/yes unquoted as a boolean; must be one of {', '.join(gr_modes)}",
             gr_fix,
         )
-        gw_gr = MISSING
     else:
         gw_gr = r.value(
             g, ("gateway",), "graceful_restart", "str", default="helper", check=_one_of(*gr_modes), fix=gr_fix

@@ -192,7 +192,7 @@ def _current(cert_path: Path, key_path: Path, ca: x509.Certificate, sans: list[s
 def ensure_node_cert(pki_dir: str | Path, node: str, sans: list[str] | tuple[str, ...]) -> NodeCert:
     """``<node>-apiserver.crt``/``.key`` in ``pki_dir`` with exactly ``sans``; reused when already right."""
     if not sans:
-        raise PkiError(f"node {node}: its k3s config has no tls-san; the stand-in apiserver needs at least one SAN")
+        raise PkiError(f"node {node}: its k3s config has no tls-san; the node's apiserver needs at least one SAN")
     pki = Path(pki_dir)
     ca, ca_key = ensure_ca(pki)
     cert_path, key_path = pki / f"{node}-apiserver.crt", pki / f"{node}-apiserver.key"
@@ -201,7 +201,7 @@ def ensure_node_cert(pki_dir: str | Path, node: str, sans: list[str] | tuple[str
         now = _now()
         cert = (
             x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{node} stand-in apiserver")]))
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{node} apiserver")]))
             .issuer_name(ca.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())

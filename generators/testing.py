@@ -29,7 +29,7 @@ def pytest_args(unit: bool, e2e: bool, keyword: str | None, extra: list[str]) ->
 def prerequisites(unit: bool, e2e: bool) -> set[str]:
     need = {"frr-check", "gobgp"}  # unit tests run real vtysh --dryrun and gobgpd's config check
     if e2e or not unit:
-        need |= {"docker", "containerlab", "images"}  # images: debootstrap, to build the lab images
+        need |= {"docker", "containerlab", "images", "cilium"}  # debootstrap for the images; the Go builds
     return need
 
 

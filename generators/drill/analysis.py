@@ -274,7 +274,15 @@ def analyse(scenario: str, probe: ProbeRun, control: ControlRun, fault: FaultTim
     obs_end = (fault.end + rec.value) if rec is not None and isinstance(rec.value, float) else \
         max((a.t_start for a in probe.attempts), default=fault.end)
     for v in vips:
-        stats = loss_stats(probe.attempts, v, fault.inject_start, obs_end)
+        end = obs_end
+        if scenario == "apiserver-down" and v == "apiserver":
+            # the dead backend's window ends when it is started again; what the restarting apiserver costs
+            # (it gets traffic as soon as its port accepts, before it is ready) is reported on its own
+            end = fault.undo_start if fault.undo_start is not None else fault.inject_end
+            after = loss_stats(probe.attempts, v, end, obs_end)
+            kinds = ", ".join(f"{n} {k}" for k, n in sorted(after.kinds.items())) or "none"
+            an.add(Measurement(f"failed_after_undo:{v}", after.failed, None, f"outcomes: {kinds}"))
+        stats = loss_stats(probe.attempts, v, fault.inject_start, end)
         an.loss[v] = stats
         an.add(Measurement(f"loss_window:{v}", stats.window, probe.interval,
                            f"{stats.failed} of {stats.in_window} failed ({stats.share:.0%})"))
@@ -321,4 +329,10 @@ def verdict_rows(an: Analysis, bounds: ScenarioBounds) -> list[Row]:
     for measure in ("loss_window:traefik", "loss_window:apiserver"):
         if measure in an.measurements and measure not in bounds.bounds:
             rows.append(Row(an.scenario, measure, "-", _fmt(an.measurements[measure]), "info", "reported, not bounded"))
+    after = an.measurements.get("failed_after_undo:apiserver")
+    if after is not None and after.value:
+        rows.append(Row(an.scenario, after.measure, "-", f"{after.value} ({after.detail})", "info",
+                        "attempts that failed after the apiserver was started again: a TCP health check marks it "
+                        "healthy as soon as its port accepts, before it serves (a real kube-apiserver answers 403 "
+                        "and 500 until its RBAC cache and post-start hooks are ready)"))
     return rows

@@ -1,6 +1,10 @@
 """Expected bounds per scenario and measure, from the design's timers and what FRR negotiated (pure).
 
-The FRR and GoBGP behaviour they follow is in docs/FACTS.md#graceful-restart.
+The FRR and GoBGP behaviour they follow is in docs/FACTS.md#graceful-restart. Stale periods follow what FRR
+reports per session (``generators.drill.gateway``): only when the GR capability went both ways *and* FRR is a
+helper for the node (``localGrMode`` not ``Disable``) does a silent loss, crash or restart keep its routes; with
+the gateway's helper role off (``gateway.graceful_restart: disabled``) every one of them withdraws at hold
+expiry or at once, whatever the N-bit.
 
 Every bound carries the ``reason`` it follows from. Measures (seconds unless said otherwise):
 
@@ -85,7 +89,7 @@ class Bound:
 class BoundInputs:
     bgp: BgpTimers
     health: ProxyTimers | None
-    gr_active: bool  # GR capability both ways between FRR and the node's speaker
+    gr_active: bool  # FRR keeps the node's routes stale on a restart: GR capability both ways, FRR a helper
     n_bit: bool  # N-bit negotiated (both sides)
     hold: float  # negotiated hold time
     keepalive: float
@@ -96,6 +100,7 @@ class BoundInputs:
     node_count: int
     frr_connect_retry: float = FRR_DEFAULT_CONNECT_RETRY
     speaker_version: tuple[int, int, int] = DEFAULT_SPEAKER_VERSION
+    gateway_helper: bool = True  # FRR's localGrMode for the node is not Disable (no graceful-restart-disable)
 
     @property
     def tolerance(self) -> float:
@@ -108,6 +113,7 @@ class BoundInputs:
             "keepalive": self.keepalive,
             "restart": self.restart,
             "gr_active": self.gr_active,
+            "gateway_helper": self.gateway_helper,
             "n_bit": self.n_bit,
             "connect_retry_frr": self.frr_connect_retry,
             "speaker_version": ".".join(map(str, self.speaker_version)),
@@ -166,6 +172,16 @@ def hc_reason(hc: ProxyTimers, silent: bool = False) -> str:
     )
 
 
+_NOT_HELPER = "the gateway is no graceful-restart helper for this node (graceful-restart-disable: localGrMode Disable)"
+
+
+def _no_gr(inp: BoundInputs, what: str) -> str:
+    """Why the routes go at once: the gateway is no helper, or graceful restart was not negotiated."""
+    if not inp.gateway_helper:
+        return f"{_NOT_HELPER}: {what} withdraws the routes at once"
+    return f"no graceful restart: {what} withdraws the routes at once"
+
+
 def _silent_loss_detect(inp: BoundInputs) -> Bound:
     tol = inp.tolerance
     if inp.gr_active and inp.n_bit:
@@ -181,6 +197,8 @@ def _silent_loss_detect(inp: BoundInputs) -> Bound:
     why = f"the hold timer ({inp.hold:g} s) expires hold - keepalive .. hold after the last keepalive"
     if inp.gr_active:
         why += "; without the N-bit the hold-timer NOTIFICATION ends graceful restart, so no stale period"
+    elif not inp.gateway_helper:
+        why += f"; {_NOT_HELPER}, so no stale period even with the N-bit"
     return Bound("detect", low=max(0.0, inp.hold - inp.keepalive - tol), high=inp.hold + tol, reason=why)
 
 
@@ -275,9 +293,7 @@ def speaker_crash(inp: BoundInputs, down_for: float | None = None) -> ScenarioBo
             ),
         )
     else:
-        bounds["detect"] = Bound(
-            "detect", high=tol, reason="no graceful restart: the closed session withdraws the routes at once"
-        )
+        bounds["detect"] = Bound("detect", high=tol, reason=_no_gr(inp, "the closed session"))
     why = "the node's data plane stays up while its speaker is down"
     bounds["longest_burst:traefik"] = _in_flight(inp, "traefik", why)
     bounds["longest_burst:apiserver"] = _in_flight(inp, "apiserver", why)
@@ -290,7 +306,7 @@ def speaker_graceful_stop(inp: BoundInputs) -> ScenarioBounds:
     tol = inp.tolerance
     version = ".".join(map(str, inp.speaker_version))
     if not inp.gr_active:
-        detect = Bound("detect", high=tol, reason="no graceful restart: the Cease withdraws the routes at once")
+        detect = Bound("detect", high=tol, reason=_no_gr(inp, "the Cease"))
     elif not inp.n_bit:
         detect = Bound("detect", high=tol, reason="no N-bit: a NOTIFICATION ends the session without graceful restart")
     elif inp.speaker_version >= GOBGP_HARD_RESET_SINCE:
@@ -448,14 +464,20 @@ def inputs_from(
     node_count: int,
     speaker_version: str = GOBGP_VERSION,
 ) -> BoundInputs:
-    """Rendered timers, overridden by what FRR reports it negotiated with ``node_ip`` (when known)."""
+    """Rendered timers, overridden by what FRR reports it negotiated with ``node_ip`` (when known).
+
+    Graceful restart counts as active only when FRR reports the capability both ways *and* a local mode that
+    helps (``localGrMode`` not ``Disable``): with ``graceful-restart-disable`` FRR keeps no stale routes, even
+    while the capability of the session's old OPEN still reads ``advertisedAndReceived``.
+    """
     peer = facts.peers.get(node_ip) if facts is not None and node_ip else None
     if peer is None and facts is not None and facts.peers:
         peer = next(iter(facts.peers.values()))  # gateway-wide scenarios: any session shows the same timers
     return BoundInputs(
         bgp=design_bgp,
         health=health,
-        gr_active=peer.gr_both_ways if peer is not None else design_bgp.gr_enabled,
+        gr_active=facts.gr_active(peer.ip) if facts is not None and peer is not None else design_bgp.gr_enabled,
+        gateway_helper=facts.helper_for(peer.ip) if facts is not None and peer is not None else True,
         n_bit=(facts.n_bit_negotiated(peer.ip) if facts is not None and peer is not None else False),
         hold=(peer.hold_time if peer is not None and peer.hold_time else design_bgp.hold),
         keepalive=(peer.keepalive if peer is not None and peer.keepalive else design_bgp.keepalive),

@@ -7,6 +7,8 @@ Opens NEW connections at a fixed rate to each VIP and writes one JSON line per a
   ``server_hostname`` = the DNS name, ``GET /healthz``; the answering node is the
   ``X-Served-By`` response header.
 - ``traefik``: TCP connect, ``GET /``; the node is ``X-Served-By`` (or ``served-by: NODE`` in the body).
+  For the apiserver, a real kube-apiserver sends no ``X-Served-By``: the node is the CN of its serving
+  certificate (each node's is its own, see generators.pki).
 
 Schedule: attempt k of every VIP starts at ``t0 + k / rate`` (monotonic clock; wall-clock times are
 recorded as ``t0_wall + offset``). Each attempt runs in its own worker thread with an overall
@@ -93,6 +95,18 @@ def served_by(headers: dict[str, str], body: bytes) -> str | None:
     return match.group(1).decode() if match else None
 
 
+def served_by_certificate(cert: dict | None) -> str | None:
+    """The node whose apiserver answered, from its serving certificate (the lab's CN: ``<node> apiserver``).
+
+    A real kube-apiserver sends no X-Served-By; its certificate is the node's own (exactly its tls-san).
+    """
+    for rdn in (cert or {}).get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName" and value.endswith(" apiserver"):
+                return str(value).split()[0]
+    return None
+
+
 def _remaining(deadline: float) -> float:
     left = deadline - time.monotonic()
     if left <= 0:
@@ -143,9 +157,10 @@ def attempt_apiserver(
             raise classify_os_error(exc, "tls") from exc
         with tls:
             try:
-                return http_exchange(tls, dns_name, "/healthz", deadline)
+                status, node = http_exchange(tls, dns_name, "/healthz", deadline)
             except OSError as exc:
                 raise classify_os_error(exc, "read") from exc
+            return status, node or served_by_certificate(tls.getpeercert())
     finally:
         raw.close()
 

@@ -12,9 +12,10 @@ import json
 
 from kubernetes import client as k8s
 
-from .. import gobuild
+from .. import gobuild, preflight
 from ..checks.cluster import ClusterFacts, run_cluster_checks
 from ..checks.verify import CheckResult, Expectation, collect, run_checks
+from ..errors import LabError, LabToolError
 from ..readback.cilium import Bgp
 from ..readback.ciliumstate import NodeState
 from ..readback.selectors import selector_matches
@@ -81,9 +82,11 @@ def expectation_from_states(states: dict[str, NodeState], cluster: LabCluster, v
             not_advertised[vip] = (f"no LoadBalancer Service holds {vip}: Cilium's LB-IPAM did not assign it "
                                    f"(lbipam:{pinned.get(vip, '?')} says why)")
         else:
-            not_advertised[vip] = (f"Cilium advertises the Service {seen[vip]} from no node: no "
-                                   "CiliumBGPAdvertisement selects it for the gateway peer, or no node has a local "
-                                   "endpoint (externalTrafficPolicy: Local)")
+            proven = [f"{f.id}: {f.message}" for f in preflight.run(cluster.rendered).findings
+                      if f.document == f"Service/{seen[vip]}" and f.id.startswith(("BGP-", "CCEC-"))]
+            not_advertised[vip] = (f"Cilium advertises the Service {seen[vip]} from no node; the files say why: "
+                                   + ("; ".join(proven) if proven else "no preflight finding explains it (see the "
+                                      "CiliumBGPAdvertisement selectors and externalTrafficPolicy)"))
     return Expectation(
         peers=frozenset(ip_of[n] for n, st in states.items() if st.peers),
         next_hops=next_hops, intended=intended, not_advertised=not_advertised,
@@ -129,24 +132,40 @@ def api_probes(lab: LabAccess) -> list[dict]:
     return list(json.loads(res.stdout))
 
 
+def _read_cluster(api: object, cluster: LabCluster) -> tuple[dict, dict, dict]:
+    core, custom = k8s.CoreV1Api(api), k8s.CustomObjectsApi(api)
+    services = {}
+    for svc in cluster.services:
+        if svc.type != "LoadBalancer":
+            continue
+        try:
+            live = core.read_namespaced_service(svc.name, svc.namespace)
+            ingress = [i.ip for i in (live.status.load_balancer.ingress or [])]
+            conditions = [{"type": c.type, "status": c.status, "message": c.message}
+                          for c in (live.status.conditions or [])]
+        except k8s.ApiException as exc:
+            if exc.status != 404:
+                raise
+            ingress, conditions = [], [{"type": "Missing", "status": "404", "message": "the Service does not exist"}]
+        services[svc.key] = {"pinned": [v.address for v in svc.vips], "ingress": ingress, "conditions": conditions}
+    configs = custom.list_cluster_custom_object("cilium.io", "v2", "ciliumbgpnodeconfigs")
+    pools = custom.list_cluster_custom_object("cilium.io", "v2", "ciliumloadbalancerippools")
+    return services, configs, pools
+
+
 def collect_cluster(lab: LabAccess, states: dict[str, NodeState], cluster: LabCluster) -> ClusterFacts:
-    first = cluster.nodes[0]
-    with lab.kube(f"https://{first.ip}:{APISERVER_PORT}") as api:
-        core, custom = k8s.CoreV1Api(api), k8s.CustomObjectsApi(api)
-        services = {}
-        for svc in cluster.services:
-            if svc.type != "LoadBalancer":
-                continue
-            try:
-                live = core.read_namespaced_service(svc.name, svc.namespace)
-                ingress = [i.ip for i in (live.status.load_balancer.ingress or [])]
-                conditions = [{"type": c.type, "status": c.status, "message": c.message}
-                              for c in (live.status.conditions or [])]
-            except k8s.ApiException as exc:
-                ingress, conditions = [], [{"type": "Missing", "status": str(exc.status), "message": exc.reason}]
-            services[svc.key] = {"pinned": [v.address for v in svc.vips], "ingress": ingress, "conditions": conditions}
-        configs = custom.list_cluster_custom_object("cilium.io", "v2", "ciliumbgpnodeconfigs")
-        pools = custom.list_cluster_custom_object("cilium.io", "v2", "ciliumloadbalancerippools")
+    """The cluster's objects, read as a user would: through the apiserver VIP, else through each node."""
+    servers = [lab.vips["apiserver"], *(str(n.ip) for n in cluster.nodes)]
+    tried = []
+    for host in servers:
+        try:
+            with lab.kube(f"https://{host}:{APISERVER_PORT}") as api:
+                services, configs, pools = _read_cluster(api, cluster)
+            break
+        except (k8s.ApiException, LabToolError) as exc:  # a restarting apiserver (429), an unreachable VIP
+            tried.append(f"{host}: {getattr(exc, 'status', '')} {getattr(exc, 'reason', '') or exc}".strip())
+    else:
+        raise LabError("the lab's Kubernetes API answered neither through the VIP nor through any node", tried)
     resources = Bgp.read(cluster.rendered)
     selected = [n.name for n in cluster.nodes
                 if any(selector_matches(cc.node_selector or {}, n.labels) for cc in resources.cluster_configs)]

@@ -13,6 +13,8 @@ Parts (the ``need`` set):
 - ``frr-check``: the ``frr`` and ``haproxy`` packages, for the real config checks (``vtysh --dryrun``,
   ``haproxy -c``) the unit tests run on rendered files.
 - ``images``: what the offline image build needs: debootstrap, plus the ``gobgp`` part.
+- ``cilium``: the Cilium fidelity's Go binaries (kube-apiserver, etcd, Cilium's operator, cilium-bgp-host),
+  built once from the Go module proxy and cached by content (``generators.gobuild``).
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from generators.errors import EnvironmentProblem
+from generators.gobuild import BINARIES, binary_identities, ensure_binaries
 from generators.gomod import cache_dir, download, file_lock, go_env
 from generators.versions import CONTAINERLAB_MODULE, CONTAINERLAB_VERSION, GOBGP_MODULE, GOBGP_VERSION
 
@@ -57,7 +60,7 @@ GOBGP_COMMANDS = ("gobgpd", "gobgp")
 # containerlab v0.79.0 declares `go 1.26.0`; GoBGP v3.37.0 declares `go 1.23.0`.
 GO_MIN_FOR = {"containerlab": (1, 26), "gobgp": (1, 23)}
 
-PARTS = frozenset({"docker", "containerlab", "gobgp", "frr-check", "images"})
+PARTS = frozenset({"docker", "containerlab", "gobgp", "frr-check", "images", "cilium"})
 
 # Debian package -> the commands that prove it is there (works without dpkg too).
 PACKAGE_COMMANDS: dict[str, tuple[str, ...]] = {
@@ -74,6 +77,7 @@ PART_PACKAGES: dict[str, tuple[str, ...]] = {
     "gobgp": (),
     "frr-check": ("frr", "haproxy"),
     "images": ("debootstrap",),
+    "cilium": (),
 }
 DOCKER_START_TIMEOUT_S = 60.0
 
@@ -119,6 +123,8 @@ class Probe(Protocol):
     def gobgp_version(self, command: str) -> str | None: ...
 
     def go_version(self) -> tuple[int, int] | None: ...
+
+    def cilium_binaries_missing(self) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -224,6 +230,16 @@ def plan_prereqs(need: set[str] | frozenset[str], probe: Probe) -> Plan:
             steps.append(Step("build-gobgp", GOBGP_COMMANDS,
                               ", ".join(f"{c}: {found[c] or 'missing'}" for c in wrong)))
 
+    if "cilium" in parts:
+        missing_bins = probe.cilium_binaries_missing()
+        if not missing_bins:
+            present.append("the Cilium fidelity's Go binaries")
+        elif go is None:
+            raise PrereqError("the Cilium fidelity's Go binaries are not built and `go` is not on PATH; install Go "
+                              "1.25 or later, or use `lab.fidelity: twin` (no Go builds)")
+        else:
+            steps.append(Step("build-cilium", tuple(missing_bins), "not built yet (about 8 min on 2 cores, once)"))
+
     system_steps = [s for s in steps if s.kind in ("apt-install", "start-dockerd")]
     if system_steps and not probe.has_apt():
         raise PrereqError(
@@ -243,6 +259,8 @@ def describe(plan: Plan) -> list[str]:
             lines.append(f"start dockerd, log in {dockerd_log_path()} ({s.why})")
         elif s.kind == "build-containerlab":
             lines.append(f"build containerlab {s.items[0]} into {CONTAINERLAB_BIN} ({s.why})")
+        elif s.kind == "build-cilium":
+            lines.append(f"build {', '.join(s.items)} with Go ({s.why})")
         elif s.kind == "build-gobgp":
             lines.append(f"build gobgpd/gobgp {GOBGP_VERSION} into {bin_dir()} ({s.why})")
     return lines
@@ -307,6 +325,9 @@ class SystemProbe:
 
     def gobgp_version(self, command: str) -> str | None:
         return _version_from([str(bin_dir() / command), "--version"], r"version\s+v?(\d+\.\d+\.\d+)")
+
+    def cilium_binaries_missing(self) -> list[str]:
+        return [n for n, (path, _) in binary_identities(list(BINARIES)).items() if not path.is_file()]
 
     def go_version(self) -> tuple[int, int] | None:
         v = _version_from(["go", "version"], r"go(\d+\.\d+)")
@@ -513,6 +534,8 @@ def run_plan(plan: Plan, probe: Probe, log: Log = print) -> None:
             _start_dockerd(probe, log)
         elif step.kind == "build-containerlab":
             _build_containerlab(step.items[0], log)
+        elif step.kind == "build-cilium":
+            ensure_binaries(list(step.items), log)
         elif step.kind == "build-gobgp":
             _build_gobgp(log)
         else:  # pragma: no cover - plan_prereqs makes only the kinds above

@@ -5,12 +5,15 @@ Measured: docs/FACTS.md#graceful-restart.
 from __future__ import annotations
 
 from generators.readback.cilium import CRD_HOLD_MIN, PeerConfig
-from generators.readback.frrconf import RouterBgp
+from generators.readback.frrconf import Neighbor, RouterBgp
 
 from .context import NBIT_SINCE, Context
 
 # FRR's default hold time per `frr defaults` profile.
 FRR_DEFAULT_HOLD = {"traditional": 180, "datacenter": 9}
+# FRR applies a peer-group's `graceful-restart-disable` to its members from 10.2 on (FRRouting/frr#17501, backported
+# to stable/10.2); FRR 8.4.4 accepts the line and ignores it for the members (measured: docs/FACTS.md#graceful-restart).
+PEER_GROUP_GR_SINCE = (10, 2, 0)
 
 
 def check_timers(ctx: Context) -> None:
@@ -49,25 +52,46 @@ def _gateway_hold(ctx: Context, router: RouterBgp | None) -> int | None:
     return min(holds) if holds else None
 
 
-def _helper_disabled(router: RouterBgp | None, ctx: Context) -> bool:
-    """Whether the gateway is not a graceful-restart helper for the nodes."""
+def _node_neighbors(router: RouterBgp | None, ctx: Context) -> list[Neighbor]:
     if router is None:
-        return False
+        return []
+    node_ips = {n.ip for n in ctx.nodes if n.ip}
+    return [n for n in router.peers() if not node_ips or n.name in node_ips]
+
+
+def _helper_state(router: RouterBgp | None, ctx: Context) -> str:
+    """``disabled`` (the gateway is no graceful-restart helper for any node), ``helper``, or ``group-ignored``.
+
+    ``group-ignored``: the nodes' peer-group says ``graceful-restart-disable`` but the gateway's FRR does not apply
+    a peer-group's graceful-restart mode to its members (before 10.2, FRRouting/frr#17501; measured on 8.4.4: the
+    members stay ``localGrMode: Helper*`` and a lost node's routes stay stale for hold + restart). An unknown
+    version counts as not applying it, as the UCG-Fiber's FRR 8.x does not.
+    """
+    if router is None:
+        return "helper"
     if any(s.text.split()[-1] == "graceful-restart-disable" and not s.text.startswith("no ")
            for s in router.graceful_restart):
-        return True
-    node_ips = {n.ip for n in ctx.nodes if n.ip}
-    nodes = [n for n in router.peers() if not node_ips or n.name in node_ips]
+        return "disabled"
+    nodes = _node_neighbors(router, ctx)
     if not nodes:
-        return False
+        return "helper"
+    group_applies = ctx.frr_at_least(PEER_GROUP_GR_SINCE) is True
+    ignored = []
 
-    def disabled(n) -> bool:
-        for candidate in (n, router.group_of(n)):
-            if candidate is not None and candidate.graceful_restart is not None:
-                return candidate.graceful_restart.value == "graceful-restart-disable"
-        return False
+    def disabled(n: Neighbor) -> bool:
+        if n.graceful_restart is not None:
+            return n.graceful_restart.value == "graceful-restart-disable"
+        group = router.group_of(n)
+        if group is None or group.graceful_restart is None:
+            return False
+        if group.graceful_restart.value == "graceful-restart-disable" and not group_applies:
+            ignored.append(n.name)
+            return False
+        return group.graceful_restart.value == "graceful-restart-disable"
 
-    return all(disabled(n) for n in nodes)
+    if all([disabled(n) for n in nodes]):
+        return "disabled"
+    return "group-ignored" if ignored else "helper"
 
 
 def _n_bit_off(router: RouterBgp | None) -> bool:
@@ -78,9 +102,16 @@ def _n_bit_off(router: RouterBgp | None) -> bool:
 def check_graceful_restart_cost(ctx: Context) -> None:
     router = ctx.router
     supports = ctx.frr_at_least(NBIT_SINCE)
-    if supports is False or _helper_disabled(router, ctx) or _n_bit_off(router):
+    helper = _helper_state(router, ctx)
+    if supports is False or helper == "disabled" or _n_bit_off(router):
         return
     gw_hold = _gateway_hold(ctx, router)
+    names = [n.name for n in _node_neighbors(router, ctx)] or ["<node address>"]
+    frr_lines = f"`neighbor {names[0]} graceful-restart-disable`" + (
+        f" (one line per node: {', '.join(names)})" if len(names) > 1 else "")
+    ignored = ("" if helper != "group-ignored" else
+               " The peer-group's `graceful-restart-disable` does not change this: FRR before 10.2 does not apply a "
+               "peer-group's graceful-restart mode to its members (measured on 8.4.4: they stay helpers).")
     for doc in ctx.of_kind("CiliumBGPPeerConfig"):
         config = PeerConfig.from_doc(doc)
         if not config.gr_enabled:
@@ -99,10 +130,12 @@ def check_graceful_restart_cost(ctx: Context) -> None:
                 f"graceful restart is on with restartTimeSeconds {restart} and {version} the N-bit (RFC 8538): "
                 f"when a node is lost silently (link cut, crash), the gateway keeps its routes stale in the ECMP "
                 f"group for up to hold + restart = {hold} + {restart} = {hold + restart} s instead of {hold} s; "
-                "new flows hashed to that node are lost meanwhile.",
-                f"either a shorter restartTimeSeconds (e.g. {max(hold, 1)}), or ` neighbor <group> "
-                "graceful-restart-disable` on the gateway for these peers, or shorter timers; keep it if "
-                "hitless agent restarts matter more than fast failover")
+                "new flows hashed to that node are lost meanwhile." + ignored,
+                f"either a shorter restartTimeSeconds (e.g. {max(hold, 1)}), or make the gateway no graceful-restart "
+                f"helper for the nodes: `gateway.graceful_restart: disabled` in the inventory, which renders "
+                f"{frr_lines} in the gateway's router bgp block (then `clear bgp <address>` per node on a running "
+                "gateway; a lost node leaves at hold expiry, a speaker crash or agent restart withdraws its routes at "
+                "once), or shorter timers; keep it if hitless agent restarts matter more than fast failover")
 
 
 def run(ctx: Context) -> None:

@@ -179,8 +179,8 @@ class CiliumKind(ClusterKind):
             for node in lab.nodes:
                 changed += _started(access, node.name, "cilium-bgp-host", _host_argv(node), STATUS_ADDR)
             changed += _applied(api, _rendered_objects(lab), "the rendered resources")
-            _wait_lb_ips(api, lab, lambda: _alive(access, lab.nodes[0].name, "cilium-operator"))
-        states = {n.name: _settled_state(access, n, lab) for n in lab.nodes}
+            held = _wait_lb_ips(api, lab, lambda: _alive(access, lab.nodes[0].name, "cilium-operator"))
+        states = {n.name: _settled_state(access, n, lab, held) for n in lab.nodes}
         for node in lab.nodes:
             changed += _data_path(access, node, states[node.name], lab)
         return changed
@@ -446,10 +446,6 @@ def _wait_ready(api: Any) -> None:
     wait_until(ready, timeout=60, interval=0.2, what="kube-apiserver /readyz")
 
 
-def _pinned(lab: LabCluster) -> dict[str, list[str]]:
-    return {s.key: [v.address for v in s.vips] for s in lab.services if s.type == "LoadBalancer" and s.vips}
-
-
 def _alive(access: NodeAccess, node: str, name: str) -> None:
     """Raise with the process's last log lines when it is not running (e.g. Cilium's operator exited)."""
     if access.exec(node, _python(f"{LAB_BIN}/twinrun.py", "status", name), timeout=10).exit_code != 0:
@@ -457,23 +453,36 @@ def _alive(access: NodeAccess, node: str, name: str) -> None:
         raise LabError(f"{node}: {name} is not running", tail.strip().splitlines())
 
 
-def _wait_lb_ips(api: Any, lab: LabCluster, check: Callable[[], None], timeout: float = 60) -> None:
-    """Until every pinned LoadBalancer Service shows its address, as Cilium's LB-IPAM assigns it."""
-    core = k8s.CoreV1Api(api)
+IPAM_CONDITION = "cilium.io/IPAMRequestSatisfied"
 
-    def assigned() -> bool | None:
+
+def _wait_lb_ips(api: Any, lab: LabCluster, check: Callable[[], None], timeout: float = 60) -> set[str]:
+    """Until LB-IPAM has answered every LoadBalancer Service: an address, or its condition saying why not.
+
+    Returns every LoadBalancer address the Services hold then.
+    """
+    core = k8s.CoreV1Api(api)
+    services = [s for s in lab.services if s.type == "LoadBalancer"]
+    held: set[str] = set()
+
+    def answered() -> set[str] | NotYet:
         check()
-        for key, vips in _pinned(lab).items():
-            ns, name = key.split("/")
-            ingress = core.read_namespaced_service(name, ns).status.load_balancer.ingress or []
-            if not set(vips) <= {i.ip for i in ingress}:
-                return None
-        return True
+        held.clear()
+        waiting = []
+        for svc in services:
+            status = core.read_namespaced_service(svc.name, svc.namespace).status
+            ips = {i.ip for i in status.load_balancer.ingress or []}
+            held.update(ips)
+            refused = any(c.type == IPAM_CONDITION and c.status == "False" for c in status.conditions or [])
+            pinned = {v.address for v in svc.vips}
+            if not (refused or (ips and (not pinned or pinned <= ips))):
+                waiting.append(svc.key)
+        return set(held) if not waiting else NotYet(f"no answer from LB-IPAM yet for {', '.join(waiting)}")
 
     try:
-        wait_until(assigned, timeout=timeout, interval=0.25, what="pinned LoadBalancer IPs assigned by LB-IPAM")
+        return wait_until(answered, timeout=timeout, interval=0.25, what="LB-IPAM's answer for every Service")
     except LabToolError:
-        pass  # verify names the Service that has none (lbipam:<ns>/<name>); the lab still comes up
+        return set(held)  # verify names the Service that has none (lbipam:<ns>/<name>); the lab still comes up
 
 
 def _expected_cceces(lab: LabCluster, node: K3sNode) -> set[str]:
@@ -492,10 +501,10 @@ def _expected_cceces(lab: LabCluster, node: K3sNode) -> set[str]:
 STABLE_POLLS = 6  # the state must read the same this many polls in a row (1.5 s at 0.25 s)
 
 
-def _settled_state(access: NodeAccess, node: K3sNode, lab: LabCluster, timeout: float = 60) -> NodeState:
-    """The node's /state once Cilium has decided: a frontend for every pinned LoadBalancer IP, every CCEC
-    that applies to the node either taken (in its Envoy) or rejected (an error), and no change for 1.5 s."""
-    pinned = {v for vips in _pinned(lab).values() for v in vips}
+def _settled_state(access: NodeAccess, node: K3sNode, lab: LabCluster, held: set[str],
+                   timeout: float = 60) -> NodeState:
+    """The node's /state once Cilium has decided: a frontend for every LoadBalancer IP the Services hold,
+    every CCEC that applies to the node either taken (in its Envoy) or rejected (an error), no change for 1.5 s."""
     cceces = _expected_cceces(lab, node)
     seen: list[tuple[str, NodeState]] = []
 
@@ -506,7 +515,7 @@ def _settled_state(access: NodeAccess, node: K3sNode, lab: LabCluster, timeout: 
                              (doc.get("envoy") or {}).get("errorsTotal")], sort_keys=True)
         seen.append((digest, state))
         del seen[:-STABLE_POLLS]
-        missing = pinned - {f.address for f in state.load_balancer_frontends()}
+        missing = held - {f.address for f in state.load_balancer_frontends()}
         undecided = cceces - {c.name for c in state.envoy} if not state.errors else set()
         stable = len(seen) == STABLE_POLLS and len({d for d, _ in seen}) == 1
         if missing or undecided or not stable:
