@@ -118,10 +118,10 @@ def lint(c):
     _exit(run_lint())
 
 
-@task
-def setup(c):
-    """Install and start the lab's prerequisites: docker.io + dockerd, containerlab, GoBGP, FRR (Debian/Ubuntu)."""
-    _cli(["setup"])
+@task(help={"no_go_builds": "skip the Cilium fidelity's Go builds (twin-fidelity labs need none)"})
+def setup(c, no_go_builds=False):
+    """Install and start the lab's prerequisites: docker.io + dockerd, containerlab, GoBGP, FRR, the Go builds."""
+    _cli(["setup", *(["--no-go-builds"] if no_go_builds else [])])
 
 
 @task(name="build", help={"inventory": INV_HELP.format("topology/lab.yml")})

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = {
     "graceful restart on (seed)": "benchmarks/lab-seed.yml",
     "graceful restart off": "benchmarks/lab-seed-gr-off.yml",
-    "seed, twin": "benchmarks/lab-seed-twin.yml",
+    "seed at twin fidelity": "benchmarks/lab-seed-twin.yml",
     "gateway helper off": "benchmarks/lab-seed-helper-off.yml",
     "restart time = hold": "benchmarks/lab-seed-restart-hold.yml",
 }
@@ -86,8 +86,14 @@ def main() -> int:
     from generators.lab.prereqs import ensure_prereqs
 
     ensure_prereqs({"docker", "containerlab", "gobgp"}, log=lambda m: None)
+    variants = args.variants.split(",")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        ap.error(f"unknown variant(s) {', '.join(map(repr, unknown))}; known: {'; '.join(VARIANTS)}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     results: dict = {}
-    for variant in args.variants.split(","):
+    for variant in variants:
         inventory = VARIANTS[variant]
         lab = load_lab(inventory)
         print(f"{variant}: {inventory}, fidelity {lab.model.lab.fidelity if lab.model.lab else '?'}", flush=True)
@@ -100,6 +106,7 @@ def main() -> int:
                 else:
                     res = run_drill(lab, scenario, repeat=args.repeat, say=lambda m: None)
                 results.setdefault(variant, {})[scenario] = [summarize(r) for r in res.runs]
+                out.write_text(json.dumps(results, indent=2, sort_keys=True))  # kept if a later scenario fails
                 runs = results[variant][scenario]
                 windows = {
                     vip: median_or_dash([r["loss_window_s"].get(vip) for r in runs]) for vip in ("apiserver", "traefik")
@@ -115,9 +122,8 @@ def main() -> int:
                 )
         finally:
             lab_down(lab.name, log=lambda m: None)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2, sort_keys=True))
-    print(f"raw rows: {args.out}")
+    out.write_text(json.dumps(results, indent=2, sort_keys=True))
+    print(f"raw rows: {out}")
     return 0
 
 

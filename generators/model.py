@@ -188,6 +188,46 @@ class Lab:
     converge_timeout: int
 
 
+SSH_HOST_KEY_POLICIES = ("strict", "accept-new")
+DEFAULT_FIELD_MANAGER = "k3s-bgp-lab"
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    """How to reach one machine over SSH (paths only: no secret is ever in the inventory)."""
+
+    name: str  # "gateway" or the node's name
+    host: str
+    port: int = 22
+    user: str = "root"
+    key_file: str | None = None  # None: OpenSSH's own choice (agent, ~/.ssh/id_*)
+    known_hosts: str | None = None  # None: OpenSSH's default (~/.ssh/known_hosts)
+    host_key_policy: str = "strict"  # strict: the host key must be known; accept-new: learn it on first contact
+    connect_timeout: int = 10
+
+
+@dataclass(frozen=True)
+class RackCluster:
+    kubeconfig: str | None  # None: $KUBECONFIG, else ~/.kube/config
+    context: str | None  # None: the kubeconfig's current context
+    server: str | None  # None: https://<apiserver VIP>:<port>; a node's address for a bootstrap
+    field_manager: str = DEFAULT_FIELD_MANAGER
+
+
+@dataclass(frozen=True)
+class Rack:
+    """The ``rack:`` section: how ``rack.plan`` and ``rack.apply`` reach the gateway, the nodes and the cluster."""
+
+    gateway: SshTarget
+    nodes: tuple[SshTarget, ...]
+    cluster: RackCluster
+    helm_release: str = "cilium"
+    helm_namespace: str = "kube-system"
+
+    def node(self, name: str) -> SshTarget:
+        return next(n for n in self.nodes if n.name == name)
+
+
 @dataclass(frozen=True)
 class Model:
     name: str
@@ -210,6 +250,7 @@ class Model:
     platform: Platform
     cilium: Cilium
     lab: Lab | None = None
+    rack: Rack | None = None  # None only for a model built before the section existed (never from load_model)
 
     @property
     def kubernetes_minor(self) -> str:
@@ -428,6 +469,7 @@ _TOP = {
     "platform": "Traefik, cert-manager, external-dns settings",
     "cilium": "Cilium Helm settings",
     "lab": "lab-only settings (containerlab)",
+    "rack": "how rack.plan / rack.apply reach the gateway, the nodes and the cluster (paths, never secrets)",
 }
 
 
@@ -610,6 +652,7 @@ def _build(raw: RawInventory) -> Model:
         operator_replicas=r.value(c, ("cilium",), "operator_replicas", "int", default=1, check=_range_check(1, 10)),
     )
     lab = _lab(r, top["lab"], name) if "lab" in top else None
+    rack = _rack(r, top.get("rack", MISSING), gw_address, nodes)
 
     if r.problems:
         raise InventoryError(r.problems)
@@ -634,6 +677,7 @@ def _build(raw: RawInventory) -> Model:
         platform=platform,
         cilium=cilium,
         lab=lab,
+        rack=rack,
     )
 
 
@@ -1045,6 +1089,90 @@ def _lab(r: _Reader, data: Any, site: Any) -> Lab:
         ),
         client=LabClient(subnet, address, gw),
         converge_timeout=r.value(d, p, "converge_timeout", "int", default=90, check=_range_check(5, 3600)),
+    )
+
+
+_SSH_KEYS = {
+    "host": "address or name to connect to (default: the machine's address)",
+    "port": "SSH port (default 22)",
+    "user": "login (default root)",
+    "key_file": "path of the private key (never the key itself)",
+    "known_hosts": "path of the known_hosts file (default OpenSSH's)",
+    "host_key_policy": "strict (default: the host key must be in known_hosts) or accept-new",
+    "connect_timeout": "seconds to wait for the connection (default 10)",
+}
+_SECRET_MARKERS = ("-----BEGIN", "PRIVATE KEY", "ssh-ed25519 ", "ssh-rsa ")
+
+
+def _ssh_target(r: _Reader, data: Any, path: tuple, name: str, host: str, base: SshTarget | None) -> SshTarget:
+    d = r.section(data, path, _SSH_KEYS)
+    b = base or SshTarget(name=name, host=host)
+
+    def path_value(key: str, default: str | None) -> str | None:
+        v = r.value(d, path, key, "str", default=default)
+        if isinstance(v, str) and any(m in v for m in _SECRET_MARKERS):
+            r.problem(path + (key,), "<redacted>", "this looks like key material, and no secret goes in the inventory",
+                      f"write the path of the file instead, e.g. {key}: ~/.ssh/id_ed25519")
+            return None
+        return v if isinstance(v, str) else None
+
+    return SshTarget(
+        name=name,
+        host=r.value(d, path, "host", "str", default=host),
+        port=r.value(d, path, "port", "int", default=b.port, check=_range_check(1, 65535)),
+        user=r.value(d, path, "user", "str", default=b.user, check=_regex_check(
+            re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$"), "login name"), fix="a Unix login such as root or admin"),
+        key_file=path_value("key_file", b.key_file),
+        known_hosts=path_value("known_hosts", b.known_hosts),
+        host_key_policy=r.value(d, path, "host_key_policy", "str", default=b.host_key_policy,
+                                check=_one_of(*SSH_HOST_KEY_POLICIES),
+                                fix="strict (add the host's key to known_hosts first) or accept-new (learn it once)"),
+        connect_timeout=r.value(d, path, "connect_timeout", "int", default=b.connect_timeout,
+                                check=_range_check(1, 300)),
+    )
+
+
+def _rack(r: _Reader, data: Any, gw_address: Any, nodes: list[Node]) -> Rack:
+    p = ("rack",)
+    d = r.section(data, p, {
+        "ssh": "SSH settings every target starts from",
+        "gateway": "the gateway's SSH settings",
+        "nodes": "per node (by name): its SSH settings",
+        "cluster": "kubeconfig, context and server of the cluster",
+        "cilium": "the Helm release of Cilium (release, namespace)",
+    })
+    base = _ssh_target(r, d.get("ssh", MISSING), p + ("ssh",), "*", "", None)
+    gateway = _ssh_target(r, d.get("gateway", MISSING), p + ("gateway",), "gateway", str(gw_address), base)
+    per_node = r.section(d.get("nodes", MISSING), p + ("nodes",), {n.name: f"node {n.name}" for n in nodes})
+    targets = tuple(_ssh_target(r, per_node.get(n.name, MISSING), p + ("nodes", n.name), n.name, str(n.address), base)
+                    for n in nodes)
+    c = r.section(d.get("cluster", MISSING), p + ("cluster",), {
+        "kubeconfig": "path of the kubeconfig (default $KUBECONFIG, else ~/.kube/config)",
+        "context": "its context (default the current one)",
+        "server": "server URL override (default https://<apiserver VIP>:<port>)",
+        "field_manager": f"server-side apply field manager (default {DEFAULT_FIELD_MANAGER})",
+    })
+    server = r.value(c, p + ("cluster",), "server", "str", default=None,
+                     check=_regex_check(re.compile(r"^https://[^\s/]+(:\d+)?/?$"), "https:// URL"),
+                     fix="e.g. https://10.31.0.218:6443 (a node, for a bootstrap before the VIP answers)")
+    cluster = RackCluster(
+        kubeconfig=r.value(c, p + ("cluster",), "kubeconfig", "str", default=None),
+        context=r.value(c, p + ("cluster",), "context", "str", default=None),
+        server=server if isinstance(server, str) else None,
+        field_manager=r.value(c, p + ("cluster",), "field_manager", "str", default=DEFAULT_FIELD_MANAGER,
+                              check=_regex_check(re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"),
+                                                 "field manager name")),
+    )
+    h = r.section(d.get("cilium", MISSING), p + ("cilium",), {"release": "Helm release name (default cilium)",
+                                                              "namespace": "its namespace (default kube-system)"})
+    return Rack(
+        gateway=gateway,
+        nodes=targets,
+        cluster=cluster,
+        helm_release=r.value(h, p + ("cilium",), "release", "str", default="cilium",
+                             check=_regex_check(DNS_LABEL, "release name")),
+        helm_namespace=r.value(h, p + ("cilium",), "namespace", "str", default="kube-system",
+                               check=_regex_check(DNS_LABEL, "namespace")),
     )
 
 

@@ -16,9 +16,9 @@ from typing import Callable
 import yaml
 
 from generators.output import write_tree
+from generators.readback.k3s import read_nodes
 from generators.readback.rendered import load_rendered
 from generators.readback.services import read_services
-from generators.readback.k3s import read_nodes
 from generators.twin import plan_twin
 
 Files = dict[str, str]

@@ -38,6 +38,7 @@ STAGES: list[tuple[str, float]] = [
     ("generators.schemas", 5),
     ("generators.cluster", 5),
     ("generators.drill", 6),
+    ("generators.rack", 6.5),  # rollout steps; the lab implements their Site for a rehearsal (lab imports rack)
     ("generators.lab", 7),
     ("generators.lab.names", 7.0),
     ("generators.lab.engine", 7.0),

@@ -55,7 +55,8 @@ def test_every_speaker_is_ciliums_own_build(lab):
     for node in NODES:
         version = host_version(node)
         assert version["node"] == node
-        assert version["cilium"]["path"] == "github.com/cilium/cilium" and version["cilium"]["version"] == f"v{pins.cilium}"
+        assert version["cilium"]["path"] == "github.com/cilium/cilium"
+        assert version["cilium"]["version"] == f"v{pins.cilium}"
         assert version["gobgp"]["path"] == "github.com/osrg/gobgp/v3"
         assert version["gobgp"]["replace"]["path"] == fork and version["gobgp"]["replace"]["version"] == fork_version
         assert version["ciliumVersion"].startswith(pins.cilium)

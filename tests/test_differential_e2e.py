@@ -12,9 +12,9 @@ import os
 from pathlib import Path
 
 import pytest
+from differential import MUTATIONS, cilium_observation, differences, lb_service_keys, twin_observation, write
 
 from conftest import ROOT, TOPOLOGY
-from differential import MUTATIONS, cilium_observation, differences, lb_service_keys, twin_observation, write
 from generators.cluster.apply import delete_documents
 from generators.gen import render_inventory
 from generators.lab.expect import cilium_states

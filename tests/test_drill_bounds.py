@@ -119,6 +119,23 @@ def test_graceful_stop_depends_on_n_bit_and_gobgp(tmp_path, speaker, nbit, stale
     assert ("Hard Reset" in detect.reason) is (nbit and speaker == "3.37.0")
 
 
+@pytest.mark.parametrize("gr", [True, False])
+def test_graceful_stop_without_a_cease_is_bounded_like_a_crash(tmp_path, gr):
+    """Cilium's agent stop sends no Cease: whatever the N-bit and GoBGP version, the session just closes."""
+    base = inputs(tmp_path, gr=gr, nbit=True, speaker="3.37.0")
+    stop = bounds_for("speaker-graceful-stop", BoundInputs(**{**base.__dict__, "stop_sends_cease": False}))
+    crash = bounds_for("speaker-crash", base)
+    assert stop.scenario == "speaker-graceful-stop"
+    assert set(stop.bounds) == set(crash.bounds)
+    assert (stop.bounds["detect"].low, stop.bounds["detect"].high) == (crash.bounds["detect"].low,
+                                                                       crash.bounds["detect"].high)
+    assert "sends no Cease" in stop.bounds["detect"].reason
+    if gr:  # FRR, a helper, keeps the routes stale for the whole restart time (the Hard Reset never comes)
+        assert stop.bounds["detect"].low == pytest.approx(120 - TOL)
+    with_cease = bounds_for("speaker-graceful-stop", base).bounds["detect"]
+    assert with_cease.high == pytest.approx(TOL)  # GoBGP 3.37's Hard Reset
+
+
 def test_apiserver_down_from_health_checks(tmp_path):
     b = bounds_for("apiserver-down", inputs(tmp_path)).bounds
     assert b["detect"].high == pytest.approx(1.1 + 3 * 1.1 + 1.0 + TOL + PI)  # refused: checks fail at once

@@ -31,13 +31,14 @@ def synthetic_result(detect_after: float = 3.2) -> DrillResult:
     b = bounds_for("node-power-loss", inp)
     run = RunResult("node-power-loss", "cat01", 0, "npl-cat01-0-test", fault, inp, None, b, an, verdict_rows(an, b),
                     probe, control, verified_after=True, events=[(10.0, "fault injected")])
-    return DrillResult(lab="synthetic", runs=[run])
+    return DrillResult(lab="synthetic", fidelity="cilium", runs=[run])
 
 
 def test_report_json_has_every_raw_sample_and_the_bounds():
     res = synthetic_result()
     doc = json.loads(json.dumps(report_json([res])))  # must be plain JSON
     assert doc["schema"] == "drill-report/1" and doc["lab"] == "synthetic" and doc["ok"] is True
+    assert doc["fidelity"] == "cilium"  # whose decisions the drilled lab ran
     run = doc["runs"][0]
     assert set(run) >= {"scenario", "node", "fault", "inputs", "bounds", "analysis", "rows", "samples", "events"}
     probe, control = run["samples"]["probe"], run["samples"]["control"]

@@ -52,6 +52,8 @@ class SimulatedLabDouble:
     """TEST DOUBLE of generators.drill.lab_api.Lab (timings only, simulated clock)."""
 
     name = "double"
+    fidelity = "twin"
+    graceful_stop_sends_cease = True
     apiserver_port = 6443
     dns_name = "kube.lab.test"
     ca_path_in_client = "/etc/lab/ca.pem"

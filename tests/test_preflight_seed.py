@@ -290,11 +290,12 @@ def test_graceful_restart_warning_follows_the_gateway_frr_version(tmp_path, rack
             ),
             id="restart-not-above-hold",
         ),
-        pytest.param(
-            lambda s: s.frr_sub(
-                " neighbor k3s-nodes remote-as 65000\n",
-                " neighbor k3s-nodes remote-as 65000\n neighbor k3s-nodes graceful-restart-disable\n",
-            ),
+        pytest.param(  # per neighbor: FRR 8.4 ignores graceful-restart-disable on a peer-group (docs/FACTS.md)
+            lambda s: [
+                s.frr_sub(f" neighbor {ip} peer-group k3s-nodes\n",
+                          f" neighbor {ip} peer-group k3s-nodes\n neighbor {ip} graceful-restart-disable\n")
+                for ip in ("10.31.0.218", "10.31.0.161", "10.31.0.132")
+            ],
             id="gateway-helper-off",
         ),
         pytest.param(

@@ -21,7 +21,7 @@ Every bound carries the ``reason`` it follows from. Measures (seconds unless sai
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from generators.drill.design import BgpTimers, ProxyTimers
 from generators.drill.gateway import GatewayFacts
@@ -101,6 +101,7 @@ class BoundInputs:
     frr_connect_retry: float = FRR_DEFAULT_CONNECT_RETRY
     speaker_version: tuple[int, int, int] = DEFAULT_SPEAKER_VERSION
     gateway_helper: bool = True  # FRR's localGrMode for the node is not Disable (no graceful-restart-disable)
+    stop_sends_cease: bool = True  # a graceful speaker stop sends a Cease (GoBGP); Cilium's agent only closes
 
     @property
     def tolerance(self) -> float:
@@ -114,6 +115,7 @@ class BoundInputs:
             "restart": self.restart,
             "gr_active": self.gr_active,
             "gateway_helper": self.gateway_helper,
+            "stop_sends_cease": self.stop_sends_cease,
             "n_bit": self.n_bit,
             "connect_retry_frr": self.frr_connect_retry,
             "speaker_version": ".".join(map(str, self.speaker_version)),
@@ -303,6 +305,14 @@ def speaker_crash(inp: BoundInputs, down_for: float | None = None) -> ScenarioBo
 
 
 def speaker_graceful_stop(inp: BoundInputs) -> ScenarioBounds:
+    if not inp.stop_sends_cease:
+        # the session just closes, as when the speaker is killed: the crash's bounds, under this name
+        crash = speaker_crash(inp)
+        for name, b in crash.bounds.items():
+            if name in ("stale", "detect"):
+                crash.bounds[name] = replace(b, reason="the speaker's stop sends no Cease (Cilium keeps its BGP "
+                                             "servers on shutdown), so the session just closes: " + b.reason)
+        return ScenarioBounds("speaker-graceful-stop", crash.bounds)
     tol = inp.tolerance
     version = ".".join(map(str, inp.speaker_version))
     if not inp.gr_active:
@@ -463,6 +473,7 @@ def inputs_from(
     sample_interval: float,
     node_count: int,
     speaker_version: str = GOBGP_VERSION,
+    stop_sends_cease: bool = True,
 ) -> BoundInputs:
     """Rendered timers, overridden by what FRR reports it negotiated with ``node_ip`` (when known).
 
@@ -494,4 +505,5 @@ def inputs_from(
         if peer is not None and peer.connect_retry
         else FRR_DEFAULT_CONNECT_RETRY,
         speaker_version=_speaker_version(speaker_version),
+        stop_sends_cease=stop_sends_cease,
     )

@@ -130,6 +130,9 @@ def main(
     if results:
         out_dir = Path(args.out) / lab.name / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         index = write_report(results, out_dir)
+        decided_by = {"cilium": "Cilium's own code", "twin": "the Python twin"}.get(results[0].fidelity, "?")
+        print(f"lab {lab.name}, {results[0].fidelity} fidelity ({decided_by} decided what is advertised)",
+              file=err if args.json else sys.stdout)
         print(render_table(results), file=err if args.json else sys.stdout)
         print(f"\nreport: {index}", file=err)
         if args.json:

@@ -66,6 +66,10 @@ class Lab(LabTarget, Protocol):
     @property
     def fidelity(self) -> str: ...
 
+    @property
+    def graceful_stop_sends_cease(self) -> bool:
+        """Whether ``stop_speaker_graceful`` ends the sessions with a Cease (GoBGP) or only closes them (Cilium)."""
+
     def exec_background(self, node: str, argv: list[str]) -> None: ...
 
     def put_file(self, node: str, path: str, data: bytes, mode: int = 0o755) -> None: ...

@@ -130,6 +130,7 @@ def report_json(results: list[DrillResult]) -> dict:
     return {
         "schema": REPORT_SCHEMA,
         "lab": results[0].lab if results else None,
+        "fidelity": results[0].fidelity if results else None,
         "ok": all(r.ok for r in results),
         "runs": [run_json(run) for res in results for run in res.runs],
     }
@@ -286,7 +287,8 @@ def write_report(results: list[DrillResult], out_dir: Path) -> Path:
     tmp = out_dir / "report.json.tmp"
     tmp.write_text(json.dumps(doc, indent=1, sort_keys=True), encoding="utf-8")
     os.replace(tmp, out_dir / "report.json")
-    lines = [f"# Drill report: lab {doc['lab']}", "", "```", render_table(results), "```", ""]
+    title = f"# Drill report: lab {doc['lab']} ({doc['fidelity']} fidelity)"
+    lines = [title, "", "```", render_table(results), "```", ""]
     for res in results:
         for run in res.runs:
             name = f"{run.run_id}.png"

@@ -96,6 +96,7 @@ class RunResult:
 @dataclass
 class DrillResult:
     lab: str
+    fidelity: str = "twin"  # whose decisions the lab ran: "twin" (our Python) or "cilium" (Cilium's own code)
     runs: list[RunResult] = field(default_factory=list)
 
     @property
@@ -316,6 +317,7 @@ def _inputs(lab: Lab, design: Design, facts: GatewayFacts | None, node: str | No
         sample_interval=opts.sample_interval,
         node_count=len(lab.nodes),
         speaker_version=opts.speaker_version,
+        stop_sends_cease=lab.graceful_stop_sends_cease,
     )
 
 
@@ -502,7 +504,7 @@ def run_drill(
     if target is not None and target not in lab.nodes:
         raise DrillError(f"--node {target}: not a cluster node of lab {lab.name} ({', '.join(sorted(lab.nodes))})")
     design = design or load_design(lab.rendered_dir)
-    out = DrillResult(lab=lab.name)
+    out = DrillResult(lab=lab.name, fidelity=lab.fidelity)
     with _signals_raise():
         for i in range(repeat):
             say(f"== {sc.name} {target or ''} run {i + 1}/{repeat}")

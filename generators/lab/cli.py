@@ -141,7 +141,10 @@ def cmd_images_build(args: argparse.Namespace) -> int:
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
-    ensure_prereqs({"docker", "containerlab", "gobgp", "frr-check"}, log=_log)
+    need = {"docker", "containerlab", "gobgp", "frr-check"}
+    if not args.no_go_builds:
+        need.add("cilium")
+    ensure_prereqs(need, log=_log)
     return EXIT_OK
 
 
@@ -181,7 +184,9 @@ def parser() -> argparse.ArgumentParser:
     add("verify", cmd_verify, "named checks with evidence; exit 1 on any failure")
     add("images-build", cmd_images_build, "build the lab images offline (debootstrap + docker import)", json_=False,
         name_arg=False)
-    add("setup", cmd_setup, "install and start what the lab needs (Debian/Ubuntu)", json_=False, name_arg=False)
+    st = add("setup", cmd_setup, "install and start what the lab needs (Debian/Ubuntu)", json_=False, name_arg=False)
+    st.add_argument("--no-go-builds", action="store_true",
+                    help="skip the Cilium fidelity's Go builds (enough for twin-fidelity labs)")
     add("drill", cmd_drill, "failover drills (other arguments go to the drill: --scenario, --node, ...)", json_=False)
     return p
 

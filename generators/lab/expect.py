@@ -66,7 +66,7 @@ def expectation_from_states(states: dict[str, NodeState], cluster: LabCluster, v
     """What the gateway must show given what Cilium's code decided on each node (its /state)."""
     ip_of = {n.name: str(n.ip) for n in cluster.nodes}
     role_of = {vip: role for role, vip in vips_by_role.items()}
-    pinned = {v.address: s.key for s in cluster.services if s.type == "LoadBalancer" for v in s.vips}
+    pinned = {v.ipv4: s.key for s in cluster.services if s.type == "LoadBalancer" for v in s.vips if v.ipv4}
     seen = {f.address: f.service for st in states.values() for f in st.load_balancer_frontends()
             if ":" not in f.address}
     intended = {vip: role_of.get(vip, key) for vip, key in sorted({**seen, **pinned}.items())}

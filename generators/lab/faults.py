@@ -48,6 +48,10 @@ class LabFaults(LabAccess):
             while self.exec(node, ["iptables", "-C", *rule]).exit_code == 0:
                 self.exec(node, ["iptables", "-D", *rule])
 
+    @property
+    def graceful_stop_sends_cease(self) -> bool:
+        return self.kind.graceful_stop_sends_cease
+
     def signal_speaker(self, node: str, sig: int) -> None:
         self.kind.signal_speaker(self, node, sig)
 

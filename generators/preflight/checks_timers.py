@@ -133,9 +133,9 @@ def check_graceful_restart_cost(ctx: Context) -> None:
                 "new flows hashed to that node are lost meanwhile." + ignored,
                 f"either a shorter restartTimeSeconds (e.g. {max(hold, 1)}), or make the gateway no graceful-restart "
                 f"helper for the nodes: `gateway.graceful_restart: disabled` in the inventory, which renders "
-                f"{frr_lines} in the gateway's router bgp block (then `clear bgp <address>` per node on a running "
-                "gateway; a lost node leaves at hold expiry, a speaker crash or agent restart withdraws its routes at "
-                "once), or shorter timers; keep it if hitless agent restarts matter more than fast failover")
+                f"{frr_lines} in the gateway's router bgp block (a lost node then leaves at hold expiry; a speaker "
+                "crash or agent restart withdraws its routes at once), or shorter timers; keep it if hitless agent "
+                "restarts matter more than fast failover")
 
 
 def run(ctx: Context) -> None:

@@ -92,6 +92,11 @@ class AddressFamily:
     maximum_paths: Setting | None = None  # eBGP
     maximum_paths_ibgp: Setting | None = None
     other: list[Setting] = field(default_factory=list)
+    statements: list[Setting] = field(default_factory=list)  # every line of the block, in order (not the exits)
+
+    @property
+    def title(self) -> str:
+        return f"address-family {self.afi} {self.safi}"
 
 
 @dataclass
@@ -113,6 +118,7 @@ class RouterBgp:
     neighbors: dict[str, Neighbor] = field(default_factory=dict)
     address_families: dict[tuple[str, str], AddressFamily] = field(default_factory=dict)
     unknown: list[Setting] = field(default_factory=list)
+    statements: list[Setting] = field(default_factory=list)  # every line directly under the router node, in order
 
     @property
     def title(self) -> str:
@@ -303,6 +309,8 @@ def _parse_router_line(state: _State, words: list[str], s: Setting) -> None:
         elif words[0] == "exit":
             state.router = None
         return
+    statement = Setting(" ".join(words), s.line, s.text)  # whitespace as FRR prints it
+    (state.family.statements if state.family is not None else router.statements).append(statement)
     negated = words[0] == "no"
     body = words[1:] if negated else words
     if not body:

@@ -10,6 +10,7 @@ default). :meth:`Service.manifest` gives that Service as the chart would apply i
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +56,14 @@ class Vip:
 
     address: str
     path: str
+
+    @property
+    def ipv4(self) -> str | None:
+        """The address if it is an IPv4 address (what the lab's gateway routes), else None."""
+        try:
+            return str(ipaddress.IPv4Address(self.address))
+        except ValueError:
+            return None
 
 
 @dataclass

@@ -68,6 +68,9 @@ class ClusterKind(NodeKind):
 
     role = "cluster"
     fidelity: str
+    # Whether stop_speaker_graceful ends the sessions with a BGP Cease (GoBGP's own stop does), or just
+    # closes them (a Cilium agent stop: Cilium keeps its BGP servers, docs/FACTS.md#graceful-restart).
+    graceful_stop_sends_cease: bool = True
 
     def node_names(self, model: Model) -> list[str]:
         return [n.name for n in model.nodes]

@@ -127,6 +127,7 @@ def _run(access: NodeAccess, node: str, argv: list[str], timeout: float = 90) ->
 
 class CiliumKind(ClusterKind):
     fidelity = "cilium"
+    graceful_stop_sends_cease = False  # the agent's stop path sends no Cease (docs/FACTS.md#graceful-restart)
 
     def image_spec(self, model: Model) -> ImageSpec:
         return cilium_spec()
