@@ -130,6 +130,36 @@ def images_build(c, inventory="topology/lab.yml"):
     _cli(["images-build", "--inventory", inventory])
 
 
+ROLLOUT_HELP = {
+    "inventory": "rack inventory (default topology/rack.yml), or a lab inventory to rehearse on its running lab",
+    "only": "one step: gateway, cilium-values, resources or nodes",
+    "force_conflicts": "take over fields another field manager (ArgoCD, ...) owns",
+    "json": "machine-readable output",
+    "name": "lab name (lab inventories)",
+    "dir": "roll out these files (the gen layout, e.g. hand-edited) instead of the inventory's rendering",
+}
+
+
+@task(name="plan", help=ROLLOUT_HELP)
+def rack_plan(c, inventory="topology/rack.yml", only=None, force_conflicts=False, json=False, name=None, dir=None):
+    """What rack.apply would change, per target (gateway, nodes, cluster, Cilium values); writes nothing."""
+    _cli(["rack-plan", "--inventory", inventory, *_opt("--only", only), *_opt("--force-conflicts", force_conflicts),
+          *_opt("--json", json), *_opt("--name", name), *_opt("--dir", dir)])
+
+
+@task(name="apply", help={**ROLLOUT_HELP, "yes": "change things (without it: a dry run)",
+                          "wait": "seconds each wait may take (default 180)"})
+def rack_apply(c, inventory="topology/rack.yml", yes=False, only=None, force_conflicts=False, json=False,
+               name=None, wait=None, dir=None):
+    """The rollout in order: gateway, cilium-values, resources, nodes (one at a time); a dry run without --yes."""
+    _cli(["rack-apply", "--inventory", inventory, *_opt("--yes", yes), *_opt("--only", only),
+          *_opt("--force-conflicts", force_conflicts), *_opt("--json", json), *_opt("--name", name),
+          *_opt("--wait", wait), *_opt("--dir", dir)])
+
+
 images = Collection("images")
 images.add_task(images_build)
-ns = Collection(gen, validate, preflight, lab_up, lab_down, status, verify, drill, test, lint, setup, images)
+rack = Collection("rack")
+rack.add_task(rack_plan)
+rack.add_task(rack_apply)
+ns = Collection(gen, validate, preflight, lab_up, lab_down, status, verify, drill, test, lint, setup, images, rack)

@@ -4,6 +4,7 @@
     k3s-bgp-lab validate --inventory topology/rack.yml [--dir DIR] [--json]
     k3s-bgp-lab preflight --dir DIR
     k3s-bgp-lab lab-up | lab-down | status | verify | drill | images-build | setup ...
+    k3s-bgp-lab rack-plan | rack-apply --inventory topology/rack.yml [--yes] [--only STEP]
     python -m generators gen ...
 
 Exit codes (generators.errors): 0 success, 1 a check failed, 2 bad input, 3 environment problem, 130 interrupted.
@@ -16,7 +17,7 @@ import json
 import sys
 import tempfile
 
-from . import preflight, schemas
+from . import preflight, rollout, schemas
 from .errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, InputError, run_command
 from .gen import generate, render_inventory
 from .lab import cli as lab_cli
@@ -107,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--dir", default=None, help="a rendered directory to check (ours or hand-written, same layout)")
     v.add_argument("--json", action="store_true", help="print the problems as JSON")
     sub.add_parser("preflight", help="check a rendered directory for the design's pitfalls", add_help=False)
-    for name in LAB_COMMANDS:
+    for name in (*LAB_COMMANDS, *rollout.COMMANDS):
         sub.add_parser(name, help=f"{name} (see `k3s-bgp-lab {name} --help`)", add_help=False)
     return p
 
@@ -118,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_preflight(argv[1:])
     if argv and argv[0] in LAB_COMMANDS:
         return lab_cli.main(argv)
+    if argv and argv[0] in rollout.COMMANDS:
+        return rollout.main(argv)
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # argparse printed its message

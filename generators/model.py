@@ -14,6 +14,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any, Callable
 
+from . import FIELD_MANAGER
 from .errors import MISSING, InventoryError, Problem
 from .inventory import INCLUDE_KEY, RawInventory, load_inventory
 from .readback.cilium import CRD_HOLD, CRD_HOLD_MIN, CRD_KEEPALIVE, CRD_RESTART, CRD_RESTART_RANGE, HealthCheck
@@ -189,7 +190,6 @@ class Lab:
 
 
 SSH_HOST_KEY_POLICIES = ("strict", "accept-new")
-DEFAULT_FIELD_MANAGER = "k3s-bgp-lab"
 
 
 @dataclass(frozen=True)
@@ -211,7 +211,7 @@ class RackCluster:
     kubeconfig: str | None  # None: $KUBECONFIG, else ~/.kube/config
     context: str | None  # None: the kubeconfig's current context
     server: str | None  # None: https://<apiserver VIP>:<port>; a node's address for a bootstrap
-    field_manager: str = DEFAULT_FIELD_MANAGER
+    field_manager: str = FIELD_MANAGER
 
 
 @dataclass(frozen=True)
@@ -223,6 +223,7 @@ class Rack:
     cluster: RackCluster
     helm_release: str = "cilium"
     helm_namespace: str = "kube-system"
+    helm_chart: str = "cilium/cilium"  # the chart as the operator's helm knows it (a repo alias or a path)
 
     def node(self, name: str) -> SshTarget:
         return next(n for n in self.nodes if n.name == name)
@@ -1150,7 +1151,7 @@ def _rack(r: _Reader, data: Any, gw_address: Any, nodes: list[Node]) -> Rack:
         "kubeconfig": "path of the kubeconfig (default $KUBECONFIG, else ~/.kube/config)",
         "context": "its context (default the current one)",
         "server": "server URL override (default https://<apiserver VIP>:<port>)",
-        "field_manager": f"server-side apply field manager (default {DEFAULT_FIELD_MANAGER})",
+        "field_manager": f"server-side apply field manager (default {FIELD_MANAGER})",
     })
     server = r.value(c, p + ("cluster",), "server", "str", default=None,
                      check=_regex_check(re.compile(r"^https://[^\s/]+(:\d+)?/?$"), "https:// URL"),
@@ -1159,12 +1160,15 @@ def _rack(r: _Reader, data: Any, gw_address: Any, nodes: list[Node]) -> Rack:
         kubeconfig=r.value(c, p + ("cluster",), "kubeconfig", "str", default=None),
         context=r.value(c, p + ("cluster",), "context", "str", default=None),
         server=server if isinstance(server, str) else None,
-        field_manager=r.value(c, p + ("cluster",), "field_manager", "str", default=DEFAULT_FIELD_MANAGER,
+        field_manager=r.value(c, p + ("cluster",), "field_manager", "str", default=FIELD_MANAGER,
                               check=_regex_check(re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"),
                                                  "field manager name")),
     )
-    h = r.section(d.get("cilium", MISSING), p + ("cilium",), {"release": "Helm release name (default cilium)",
-                                                              "namespace": "its namespace (default kube-system)"})
+    h = r.section(d.get("cilium", MISSING), p + ("cilium",), {
+        "release": "Helm release name (default cilium)",
+        "namespace": "its namespace (default kube-system)",
+        "chart": "the chart as your helm knows it: a repo alias (default cilium/cilium) or a local path",
+    })
     return Rack(
         gateway=gateway,
         nodes=targets,
@@ -1173,6 +1177,7 @@ def _rack(r: _Reader, data: Any, gw_address: Any, nodes: list[Node]) -> Rack:
                              check=_regex_check(DNS_LABEL, "release name")),
         helm_namespace=r.value(h, p + ("cilium",), "namespace", "str", default="kube-system",
                                check=_regex_check(DNS_LABEL, "namespace")),
+        helm_chart=r.value(h, p + ("cilium",), "chart", "str", default="cilium/cilium"),
     )
 
 

@@ -9,11 +9,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from . import __version__
+from . import TOOL, __version__
 from .errors import InputError
 
 MANIFEST = "MANIFEST.json"
-TOOL = "k3s-bgp-lab"
 
 
 class OutputError(InputError):

@@ -17,7 +17,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from generators.errors import InputError
@@ -81,6 +81,22 @@ def ensure_signing_key(pki_dir: str | Path, name: str) -> tuple[Path, Path]:
         _write(pub_path, key.public_key().public_bytes(serialization.Encoding.PEM,
                                                       serialization.PublicFormat.SubjectPublicKeyInfo))
     return key_path, pub_path
+
+
+def ensure_ssh_key(path: str | Path, comment: str) -> str:
+    """An Ed25519 key pair in OpenSSH's format, ``path`` (0600, in a 0700 directory) and ``path.pub``, made
+    once; returns the public key line (``ssh-ed25519 AAAA... comment``)."""
+    key_path = Path(path)
+    pub_path = key_path.with_name(key_path.name + ".pub")
+    key_path.parent.mkdir(parents=True, exist_ok=True)
+    key_path.parent.chmod(SECRET_DIR_MODE)
+    if not key_path.is_file() or not pub_path.is_file():
+        key = ed25519.Ed25519PrivateKey.generate()
+        _write_private(key_path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                                   serialization.NoEncryption()))
+        public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        _write(pub_path, public + f" {comment}\n".encode())
+    return pub_path.read_text().strip()
 
 
 def _write_private(path: Path, data: bytes) -> None:

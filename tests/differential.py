@@ -121,6 +121,9 @@ class Mutation:
     name: str
     what: str
     apply: Callable[[Files], Files]
+    # objects deleted before this mutation is applied: the apiserver refuses the change in place (an
+    # immutable field), so a user would delete and re-create them too
+    recreate: tuple[tuple[str, str, str, str], ...] = ()
 
 
 MUTATIONS: list[Mutation] = [
@@ -192,7 +195,8 @@ MUTATIONS: list[Mutation] = [
              edit_kind(APISERVER, "CiliumClusterwideEnvoyConfig", lambda d: d["spec"].update(
                  {"nodeSelector": {"matchLabels": {"kubernetes.io/hostname": "cat01"}}}))),
     Mutation("lb-class-l2", "the apiserver Service asks for loadBalancerClass io.cilium/l2-announcer",
-             edit_kind(APISERVER, "Service", _l2_class)),
+             edit_kind(APISERVER, "Service", _l2_class),
+             recreate=(("v1", "Service", "kube-system", "kube-apiserver-bgp"),)),  # "may not change once set"
 ]
 
 
@@ -201,8 +205,15 @@ def write(files: Files, root: Path) -> Path:
     return write_tree(files, root)
 
 
-def twin_observation(root: Path) -> dict:
-    plan = plan_twin(root)
+def twin_observation(root: Path, *, scoped: bool = True) -> dict:
+    """The twin's plan for the files; ``{"refused": [reasons]}`` when they are outside what it decides
+    (generators.twin.scope). ``scoped=False`` asks the twin anyway, for the record of what it would say."""
+    from generators.twin.scope import OutsideTwin
+
+    try:
+        plan = plan_twin(root, scoped=scoped)
+    except OutsideTwin as exc:
+        return {"refused": exc.details}
     advertised = {n: sorted({a.prefix for a in plan.advertisements if a.node == n}) for n in plan.nodes}
     backends: dict[str, dict[str, list[str]]] = {}
     for name, node in plan.nodes.items():

@@ -113,7 +113,8 @@ def test_clab_topology_wires_every_node_to_the_switch_and_client_behind_gateway(
         if node["kind"] == "linux":
             assert node["restart-policy"] == "no"  # Docker restarts would drop the lab links
             assert node["image"].startswith("k3s-bgp-lab/")
-    assert "frr/frr.conf:/etc/frr/frr.conf" in nodes["ucg"]["binds"]
+    # frr.conf is applied by configure (as rack.apply does it), not bound: `write memory` must replace it
+    assert nodes["ucg"]["binds"] == ["frr/daemons:/etc/frr/daemons"]
     assert "ip addr add 10.31.0.218/24 dev eth1" in nodes["cat01"]["exec"]
     assert "ip route replace default via 192.0.2.1 dev eth1" in nodes["client"]["exec"]
     assert nodes["ucg"]["sysctls"]["net.ipv4.fib_multipath_hash_policy"] == "1"

@@ -7,6 +7,7 @@ import pytest
 from test_twin_support import NODE_IP, edit_docs, find, rendered_files, write_rendered
 
 from generators.twin import plan_twin
+from generators.twin.scope import OutsideTwin
 
 ALL_NODES = set(NODE_IP.values())
 APISERVER = "kube-system/kube-apiserver-bgp"
@@ -81,15 +82,17 @@ def test_absent_node_selector_selects_every_node(base_files, tmp_path):
     assert all(n.bgp_selected for n in plan.nodes.values())
 
 
-def test_two_cluster_configs_on_one_node_conflict(base_files, tmp_path):
+def test_two_cluster_configs_on_one_node_are_outside_the_twin(base_files, tmp_path):
+    """Cilium 1.19.3 keeps advertising (differential corpus: duplicate-clusterconfig); the twin refuses to guess."""
     def add_second(docs):
         import copy
         second = copy.deepcopy(find(docs, "CiliumBGPClusterConfig"))
         second["metadata"]["name"] = "second"
         docs.append(second)
-    plan = plan_of(bgp_edit(base_files, add_second), tmp_path)
-    assert not any(n.bgp_selected for n in plan.nodes.values())
-    assert "several CiliumBGPClusterConfigs" in plan.nodes["cat01"].bgp.reason
+    with pytest.raises(OutsideTwin) as err:
+        plan_of(bgp_edit(base_files, add_second), tmp_path)
+    assert err.value.exit_code == 2 and "lab.fidelity: cilium" in str(err.value)
+    assert any("node cat01 is selected by 2 CiliumBGPClusterConfigs" in r for r in err.value.details)
 
 
 # ----------------------------------------------------------------- peers, timers, graceful restart
@@ -293,14 +296,29 @@ def test_advertisement_without_selector_advertises_nothing(base_files, tmp_path)
     assert "has no selector" in " ".join(plan.services[APISERVER].nodes["cat02"].why_not)
 
 
-def test_etp_local_advertised_only_where_an_endpoint_is(base_files, tmp_path):
+def _etp_local_without_cat03(ccec: bool):
     def local(docs):
         find(docs, "Service")["spec"]["externalTrafficPolicy"] = "Local"
         find(docs, "EndpointSlice")["endpoints"] = [e for e in find(docs, "EndpointSlice")["endpoints"]
                                                     if e["nodeName"] != "cat03"]
-    plan = plan_of(edit_docs(base_files, "cilium/kube-apiserver-bgp.yaml", local), tmp_path)
+        if not ccec:
+            docs[:] = [d for d in docs if d["kind"] != "CiliumClusterwideEnvoyConfig"]
+    return local
+
+
+def test_etp_local_without_a_proxy_is_advertised_only_where_an_endpoint_is(base_files, tmp_path):
+    plan = plan_of(edit_docs(base_files, "cilium/kube-apiserver-bgp.yaml", _etp_local_without_cat03(False)), tmp_path)
     assert plan.expected_next_hops["10.31.0.80"] == {"10.31.0.218", "10.31.0.161"}
     assert "no endpoint on node cat03" in " ".join(plan.services[APISERVER].nodes["cat03"].why_not)
+
+
+def test_etp_local_bound_by_the_ccec_is_advertised_everywhere_and_blackholes(base_files, tmp_path):
+    """The seed's headline case, as Cilium 1.19.3 decides it (differential corpus: etp-local-ccec): the Envoy
+    redirect counts as a local backend, so cat03 keeps advertising, while its Envoy gets no endpoint."""
+    plan = plan_of(edit_docs(base_files, "cilium/kube-apiserver-bgp.yaml", _etp_local_without_cat03(True)), tmp_path)
+    assert plan.expected_next_hops["10.31.0.80"] == {"10.31.0.218", "10.31.0.161", "10.31.0.132"}
+    (fe,) = [f for f in plan.nodes["cat03"].frontends if f.vip == "10.31.0.80"]
+    assert fe.backends == []
 
 
 def test_explain_lines_name_ip_and_each_node(base_files, tmp_path):

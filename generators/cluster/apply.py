@@ -25,10 +25,10 @@ from typing import Any, Callable, Iterable, TypeVar
 
 from kubernetes import client as k8s
 
+from .. import FIELD_MANAGER
 from ..errors import CheckFailed, EnvironmentProblem, InputError
 from .client import ApiRequestFailed, expect, request, server_of
 
-FIELD_MANAGER = "k3s-bgp-lab"
 APPLY_PATCH = "application/apply-patch+yaml"
 DISCOVERY_TIMEOUT = 30.0  # how long a kind whose CRD was just applied may take to be served
 IGNORED_METADATA = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp")

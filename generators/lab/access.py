@@ -11,16 +11,20 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from ..cluster.client import ClusterTarget, api_client
-from ..errors import InputError, LabError
+from ..errors import CheckFailed, InputError, LabError
 from ..model import Model
 from ..pki import CA_CERT
-from .engine import Engine, ExecResult
+from .engine import Engine, ExecResult, ExecStreamError
 from .kinds.cilium import ADMIN_TOKEN
 from .kinds.client import CA_PATH, RELAY_DIR
 from .kinds.client import NAME as CLIENT
 from .kinds.gateway import NAME as GATEWAY
 from .names import LabPaths, container_name, lab_paths, validate_lab_name
 from .tunnel import ExecTunnel
+
+
+class LabNotRunning(CheckFailed):
+    """A command that needs the running lab, on a lab that is not up (exit 1)."""
 
 
 class NotALabInventory(InputError):
@@ -93,6 +97,16 @@ class LabAccess:
     def exec(self, node: str, argv: list[str], timeout: float = 30) -> ExecResult:
         return self.engine.exec(self.container(node), argv, timeout=timeout)
 
+    def exec_read(self, node: str, argv: list[str], timeout: float = 30, attempts: int = 3) -> ExecResult:
+        """``exec`` for a command that only reads: run again when Docker's client lost its output."""
+        for attempt in range(attempts):
+            try:
+                return self.exec(node, argv, timeout=timeout)
+            except ExecStreamError:
+                if attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
+
     def exec_background(self, node: str, argv: list[str]) -> None:
         """Start ``argv`` detached inside the node (it outlives this call)."""
         api = self.engine.api
@@ -109,7 +123,7 @@ class LabAccess:
 
     def vtysh_json(self, command: str, timeout: float = 15) -> Any:
         """Run a `show ... json` command in the gateway's FRR and parse it."""
-        res = self.exec(GATEWAY, ["vtysh", "-c", command], timeout=timeout)
+        res = self.exec_read(GATEWAY, ["vtysh", "-c", command], timeout=timeout)
         if res.exit_code != 0:
             raise LabError(f"vtysh -c {command!r} on {GATEWAY} failed (exit {res.exit_code}): "
                            f"{res.stderr.strip() or res.stdout.strip()}")

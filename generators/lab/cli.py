@@ -18,13 +18,12 @@ from ..errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
-    CheckFailed,
     InputError,
     LabError,
     run_command,
 )
 from ..model import load_model
-from .access import LabAccess
+from .access import LabAccess, LabNotRunning
 from .engine import Engine
 from .expect import verify_lab
 from .faults import LabFaults
@@ -45,10 +44,6 @@ from .names import validate_lab_name
 from .prereqs import ensure_prereqs
 
 DEFAULT_INVENTORY = "topology/lab.yml"
-
-
-class LabNotRunning(CheckFailed):
-    """A command that needs the running lab, on a lab that is not up (exit 1)."""
 
 
 def _log(msg: str) -> None:

@@ -30,6 +30,11 @@ class ExecTimeout(EngineError):
     """A command run in a container did not finish in time (it was killed)."""
 
 
+class ExecStreamError(EngineError):
+    """The command ran, but docker-py lost its output (a misread frame: "N is not a valid stream"). Seen here
+    once in thousands of execs, on a large output; a read-only command can simply be run again."""
+
+
 @dataclass(frozen=True)
 class ExecResult:
     exit_code: int
@@ -93,7 +98,9 @@ class Engine:
             worker.join(5)
             raise ExecTimeout(f"{argv!r} in {container} did not finish within {timeout:g} s (killed)")
         if "error" in box:
-            raise EngineError(f"exec {argv!r} in {container}: {box['error']}")
+            kind = ExecStreamError if isinstance(box["error"], ValueError) and "valid stream" in str(box["error"]) \
+                else EngineError
+            raise kind(f"exec {argv!r} in {container}: {box['error']}")
         out, err = box["out"] if box.get("out") else (b"", b"")
         return ExecResult(self._exit_code(exec_id), (out or b"").decode(errors="replace"),
                           (err or b"").decode(errors="replace"))

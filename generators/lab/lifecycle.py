@@ -21,6 +21,7 @@ from ..errors import EnvironmentProblem, InputError, LabError, LabToolError
 from ..model import Model, load_model
 from ..output import MANIFEST, manifest, write_tree
 from ..pki import tighten_secrets
+from ..readback.rendered import rack_files
 from . import hostnet
 from .access import LabAccess
 from .converge import snapshot, wait_converged
@@ -97,33 +98,12 @@ def owner_of(lab: LabAccess) -> Owner:
     return Owner(lab_dir=str(lab.paths.root), inventory=str(lab.model.source))
 
 
-# The rack's files a hand-written directory must hold to replace ours (lab-up --rendered DIR).
-HANDWRITTEN_REQUIRED = (
-    "frr/frr.conf",
-    "cilium/values.yaml",
-    "cilium/bgp.yaml",
-    "cilium/kube-apiserver-bgp.yaml",
-    "platform/values.yaml",
-)
 LAB_ONLY_FILES = (MANIFEST, CLAB_FILE, "frr/daemons")
 
 
 def handwritten_files(root: Path) -> dict[str, str]:
     """The rack files of a directory in the gen layout (a user's own configs), to rehearse exactly those."""
-    if not root.is_dir():
-        raise InputError(
-            f"--rendered {root}: not a directory; give a directory in the `gen` layout "
-            "(frr/frr.conf, k3s/<node>/config.yaml, cilium/*.yaml, platform/values.yaml)"
-        )
-    files = {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*")) if p.is_file()}
-    missing = [rel for rel in HANDWRITTEN_REQUIRED if rel not in files]
-    if not any(rel.startswith("k3s/") and rel.endswith("/config.yaml") for rel in files):
-        missing.append("k3s/<node>/config.yaml")
-    if missing:
-        raise InputError(
-            f"--rendered {root}: missing {', '.join(missing)}; the lab needs every rack file of the "
-            "layout (see README, Output layout)"
-        )
+    files = rack_files(root, "--rendered")
     try:
         return {rel: p.read_text(encoding="utf-8") for rel, p in files.items() if rel not in LAB_ONLY_FILES}
     except (OSError, UnicodeDecodeError) as exc:
@@ -199,6 +179,26 @@ def _deploy(lab: LabAccess, log: Log, rerendered: bool) -> list[str]:
     log(f"  containerlab {' '.join(args)}")
     _containerlab(args, lab, log)
     return [f"containerlab deployed {len(wanted)} nodes"]
+
+
+def reconcile_machines(lab: LabAccess, log: Log = print) -> list[str]:
+    """The lab's machines (containers) made to match its inventory without touching the others: what racking
+    or removing a mini PC is on the rack. containerlab reconciles a deployed lab with its topology (adds and
+    removes nodes, leaves the rest running: docs/FACTS.md#containerlab). Nothing is configured on a new machine."""
+    wanted = {*lab.nodes, lab.gateway, lab.client}
+    have = lab.running_containers()
+    if set(have) == wanted and all(s == "running" for s in have.values()):
+        return []
+    changed = _render(lab)
+    specs = [k.image_spec(lab.model) for k in lab_kinds(lab.model)]
+    ensure_images(specs, lab.engine, log)
+    log(f"  containerlab deploy -t {lab.paths.clab_file} (reconcile: {', '.join(sorted(wanted - set(have))) or '-'} "
+        f"added, {', '.join(sorted(set(have) - wanted)) or '-'} removed)")
+    _containerlab(["deploy", "-t", str(lab.paths.clab_file)], lab, log)
+    changed += hostnet.attach_ports(lab.lab.bridge, sorted(switch_ports(lab.model)), log)
+    changed += tighten_secrets(lab.paths.root)
+    added, removed = sorted(wanted - set(have)), sorted(set(have) - wanted)
+    return changed + [f"machine {n} created" for n in added] + [f"machine {n} removed" for n in removed]
 
 
 def lab_up(

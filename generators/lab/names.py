@@ -62,6 +62,11 @@ class LabPaths:
         return self.state / "pki"
 
     @property
+    def ssh(self) -> Path:
+        """The lab's SSH client key (``id_ed25519``), its machines' host keys and ``known_hosts`` (0700)."""
+        return self.state / "ssh"
+
+    @property
     def host_state(self) -> Path:
         """What lab-up changed on the host (bridge, iptables rules), so lab-down undoes exactly that."""
         return self.state / "host.json"

@@ -20,7 +20,7 @@ from generators.readback.rendered import (
 )
 from generators.readback.selectors import SelectorError, selector_matches
 from generators.readback.services import Service, Vip, service_from_doc, traefik_service
-from generators.readback.values import as_bool, get_path
+from generators.readback.values import as_bool, cilium_chart_values, get_path
 from generators.versions import version_tuple
 
 from .findings import CHECKS, Finding, FrrVersionInfo
@@ -123,7 +123,7 @@ def selector_state(selector: Any, labels: dict[str, str]) -> bool | None:
 def build_context(rendered: Rendered, frr_version_arg: str | None) -> Context:
     frr = parse_frr(rendered.frr_conf) if rendered.frr_conf or FRR_CONF in rendered.files else None
     ctx = Context(rendered=rendered, frr=frr, frr_version=_frr_version(frr, frr_version_arg))
-    ctx.cilium, ctx.cilium_prefix = _cilium_values(rendered.cilium_values)
+    ctx.cilium, ctx.cilium_prefix = cilium_chart_values(rendered.cilium_values)
     ctx.nodes = _nodes(rendered)
     ctx.services = [service_from_doc(d) for d in rendered.docs if d.kind == "Service" and well_formed(d)]
     traefik = traefik_service(rendered.platform_values, ctx.nodes, None)
@@ -148,15 +148,6 @@ def _frr_version(frr: FrrConfig | None, arg: str | None) -> FrrVersionInfo:
     if frr is not None and frr.version is not None:
         return FrrVersionInfo(frr.version.value, f"{FRR_CONF} line {frr.version.line}")
     return FrrVersionInfo("", "unknown")
-
-
-def _cilium_values(values: dict) -> tuple[dict, str]:
-    """Top-level Cilium values, or the ``cilium:`` block of an umbrella chart's values."""
-    nested = values.get("cilium")
-    own_keys = {"bgpControlPlane", "kubeProxyReplacement", "envoyConfig"}
-    if isinstance(nested, dict) and not own_keys & set(values):
-        return nested, "cilium."
-    return values, ""
 
 
 __all__ = [

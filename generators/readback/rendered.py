@@ -88,6 +88,26 @@ class Rendered:
         return None
 
 
+# The rack's files a directory in the gen layout must hold to stand for a rendering (a user's own configs).
+RACK_FILES_REQUIRED = (FRR_CONF, CILIUM_VALUES, CILIUM_BGP, APISERVER_BGP, PLATFORM_VALUES)
+
+
+def rack_files(root: Path, flag: str) -> dict[str, Path]:
+    """Every file of a directory in the gen layout (relative path -> path); a RenderedError naming ``flag`` and
+    what is missing when it lacks a rack file."""
+    layout = f"{FRR_CONF}, {K3S_GLOB}, cilium/*.yaml, {PLATFORM_VALUES}"
+    if not root.is_dir():
+        raise RenderedError(f"{flag} {root}: not a directory; give a directory in the `gen` layout ({layout})")
+    files = {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*")) if p.is_file()}
+    missing = [rel for rel in RACK_FILES_REQUIRED if rel not in files]
+    if not any(rel.startswith("k3s/") and rel.endswith("/config.yaml") for rel in files):
+        missing.append(K3S_GLOB.replace("*", "<node>"))
+    if missing:
+        raise RenderedError(f"{flag} {root}: missing {', '.join(missing)}; every rack file of the layout is needed "
+                            "(docs/INVENTORY.md, Output layout)")
+    return files
+
+
 def load_yaml_documents(path: Path, rel: str) -> list[Doc]:
     """Every non-empty document of a YAML file; a parse error names the file and line."""
     try:

@@ -64,3 +64,14 @@ def as_dict(value: Any) -> dict:
 
 def as_seq(value: Any) -> list:
     return value if isinstance(value, list) else []
+
+
+CILIUM_OWN_KEYS = frozenset({"bgpControlPlane", "kubeProxyReplacement", "envoyConfig"})
+
+
+def cilium_chart_values(values: dict) -> tuple[dict, str]:
+    """(Cilium's own values, their key prefix): the top level, or the ``cilium:`` block of an umbrella chart."""
+    nested = values.get("cilium")
+    if isinstance(nested, dict) and not CILIUM_OWN_KEYS & set(values):
+        return nested, "cilium."
+    return values, ""

@@ -14,7 +14,11 @@ Semantics reproduced (Cilium ``pkg/bgpv1``, read at 1.19):
   entry without ``selector`` selects no Service. The Service label set includes
   ``io.kubernetes.service.{name,namespace}``. Only ``type: LoadBalancer`` Services with no or the
   ``io.cilium/bgp-control-plane`` loadBalancerClass; ``externalTrafficPolicy: Local`` only on nodes with
-  a local (non-terminating) endpoint. Paths are /32, origin IGP, next-hop self.
+  a local (non-terminating) endpoint, unless a CiliumEnvoyConfig redirects the Service to Envoy: the
+  redirect counts as local, so every node advertises it (the seed's headline case; its Envoy then has only
+  the local endpoints, none on a node without one). Paths are /32, origin IGP, next-hop self.
+- Out of scope (the twin refuses these files, ``generators/twin/scope.py``): a node selected by two
+  cluster configs, aggregation, and what the differential corpus found the twin got wrong.
 """
 from __future__ import annotations
 
@@ -252,8 +256,9 @@ def peer_verdict(svc: Service, ip: str, node: str, peer: PeerPlan, adverts: list
     return verdict
 
 
-def service_precheck(svc: Service, allocation: Allocation, node: str) -> str | None:
-    """Reasons that hold before any selector is looked at (per node for eTP Local)."""
+def service_precheck(svc: Service, allocation: Allocation, node: str, redirected: bool = False) -> str | None:
+    """Reasons that hold before any selector is looked at (per node for eTP Local). ``redirected``: a CCEC
+    sends the Service to Envoy, which Cilium counts as a local backend on every node."""
     if svc.type != "LoadBalancer":
         return f"Service {svc.key} is type {svc.type}; only LoadBalancer IPs are advertised"
     if svc.load_balancer_class is not None and svc.load_balancer_class != BGP_LB_CLASS:
@@ -261,16 +266,17 @@ def service_precheck(svc: Service, allocation: Allocation, node: str) -> str | N
                f"unset or {BGP_LB_CLASS}"
     if not allocation.ok:
         return f"Service {svc.key} has no LoadBalancer IP: {allocation.reason}"
-    if svc.external_traffic_policy == "Local" and not svc.has_local_endpoint(node):
+    if svc.external_traffic_policy == "Local" and not svc.has_local_endpoint(node) and not redirected:
         return (f"Service {svc.key} has externalTrafficPolicy Local and no endpoint on node {node}: Cilium "
                 f"withdraws it there")
     return None
 
 
 def evaluate_advertisements(resources: Bgp, bgp: dict[str, NodeBgp], services: list[Service],
-                            allocations: dict[str, Allocation]
+                            allocations: dict[str, Allocation], redirected: frozenset[str] = frozenset()
                             ) -> tuple[list[Advertisement], dict[str, dict[str, list[str]]]]:
-    """Every (node, peer, VIP) advertisement, and per Service and node the reasons when it is not advertised."""
+    """Every (node, peer, VIP) advertisement, and per Service and node the reasons when it is not advertised.
+    ``redirected``: keys of the Services a CCEC sends to Envoy."""
     adverts = resources.advertisements
     found: list[Advertisement] = []
     why_not: dict[str, dict[str, list[str]]] = {}
@@ -281,7 +287,7 @@ def evaluate_advertisements(resources: Bgp, bgp: dict[str, NodeBgp], services: l
             reasons: list[str] = []
             if not plan.selected:
                 reasons.append(f"node {node} runs no BGP: {plan.reason}")
-            pre = service_precheck(svc, alloc, node)
+            pre = service_precheck(svc, alloc, node, svc.key in redirected)
             if plan.selected and pre:
                 reasons.append(pre)
             advertised = False

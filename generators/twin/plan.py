@@ -17,6 +17,7 @@ from .envoy import Frontend, frontends_for_node
 from .gobgp import GoBgpConfigError, GoBgpInstance, render_instance
 from .haproxy import render_haproxy
 from .lbipam import Allocation, allocate
+from .scope import refuse_outside
 
 TWIN_BIN = "/opt/twin"
 TWIN_ETC = "/etc/twin"
@@ -249,7 +250,10 @@ def _traefik_ports(services: list[Service], allocations: dict[str, Allocation], 
     return out
 
 
-def plan_rendered(rendered: Rendered, k3s_version: str = "", traefik_chart_version: str | None = None) -> TwinPlan:
+def plan_rendered(rendered: Rendered, k3s_version: str = "", traefik_chart_version: str | None = None,
+                  scoped: bool = True) -> TwinPlan:
+    """The plan; with ``scoped`` (always, but for the differential corpus's record) files outside what the twin
+    decides as Cilium does raise :class:`~generators.twin.scope.OutsideTwin`."""
     all_nodes, problems = read_nodes(rendered)
     nodes = [n for n in all_nodes if n.ip]
     problems += [
@@ -259,12 +263,15 @@ def plan_rendered(rendered: Rendered, k3s_version: str = "", traefik_chart_versi
         if not n.ip
     ]
     services, svc_problems = read_services(rendered, nodes, traefik_chart_version)
+    if scoped:
+        refuse_outside(rendered, services, nodes)  # where the twin would not decide as Cilium does
     allocations, pool_problems = allocate(pools(rendered), services)
     resources = Bgp.read(rendered)
     bgp = plan_bgp(resources, nodes)
-    adverts, why_not = evaluate_advertisements(resources, bgp, services, allocations)
-    problems += svc_problems + pool_problems
     envoy = envoy_configs(rendered)
+    redirected = frozenset(f"{b.get('namespace') or 'default'}/{b.get('name')}" for c in envoy for b in c.bindings)
+    adverts, why_not = evaluate_advertisements(resources, bgp, services, allocations, redirected)
+    problems += svc_problems + pool_problems
     for config in envoy:
         problems += [f"CCEC {config.name}: resource {name} dropped: {why}" for name, why in config.dropped.items()]
     by_key = {s.key: s for s in services}
@@ -306,8 +313,10 @@ def plan_rendered(rendered: Rendered, k3s_version: str = "", traefik_chart_versi
     )
 
 
-def plan_twin(rendered_dir: str | Path, k3s_version: str = "", traefik_chart_version: str | None = None) -> TwinPlan:
+def plan_twin(rendered_dir: str | Path, k3s_version: str = "", traefik_chart_version: str | None = None,
+              scoped: bool = True) -> TwinPlan:
     """The twin lab's plan for a rendered directory (``invoke gen`` output or hand-written, same layout)."""
     return plan_rendered(
-        load_rendered(rendered_dir), k3s_version=k3s_version, traefik_chart_version=traefik_chart_version
+        load_rendered(rendered_dir), k3s_version=k3s_version, traefik_chart_version=traefik_chart_version,
+        scoped=scoped,
     )

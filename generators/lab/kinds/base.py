@@ -7,10 +7,14 @@ runtime hands it a :class:`NodeAccess`.
 """
 from __future__ import annotations
 
+import secrets
 from abc import ABC, abstractmethod
 from typing import Callable, Mapping, Protocol
 
+from ... import pki
+from ...errors import LabError
 from ...model import Model
+from ...rack.shell import Result
 from ..engine import ExecResult
 from ..images import ImageSpec
 from ..names import LabPaths
@@ -26,6 +30,10 @@ class NodeAccess(Protocol):
     def paths(self) -> LabPaths: ...
 
     def exec(self, node: str, argv: list[str], timeout: float = 30) -> ExecResult: ...
+
+    def exec_read(self, node: str, argv: list[str], timeout: float = 30, attempts: int = 3) -> ExecResult:
+        """``exec`` for a command that only reads (safe to run again)."""
+        ...
 
     def exec_background(self, node: str, argv: list[str]) -> None: ...
 
@@ -94,6 +102,49 @@ class ClusterKind(NodeKind):
     @abstractmethod
     def start_apiserver(self, access: NodeAccess, node: str) -> None:
         """Start the node's apiserver again."""
+
+
+class ExecShell:
+    """A rollout :class:`~generators.rack.shell.Shell` over ``docker exec``: lab-up brings a lab machine to its
+    files with the very steps ``rack.apply`` runs over SSH (stdin goes through a 0600 file in the machine)."""
+
+    def __init__(self, access: NodeAccess, node: str):
+        self.access, self.node, self.name = access, node, node
+
+    def run(self, command: str, stdin: bytes | None = None, timeout: float = 60) -> Result:
+        if stdin is not None:
+            path = f"/tmp/.k3s-bgp-lab-stdin-{secrets.token_hex(6)}"
+            self.access.put_files(self.node, {path: stdin}, mode=0o600)
+            command = f"({command}) < {path}; rc=$?; rm -f {path}; exit $rc"
+        res = self.access.exec(self.node, ["sh", "-c", command], timeout=timeout)
+        return Result(res.exit_code, res.stdout, res.stderr)
+
+
+def put_changed(access: NodeAccess, node: str, public: Mapping[str, bytes], secret: Mapping[str, bytes],
+                secret_dirs: Mapping[str, int] | None = None) -> list[str]:
+    """Copy the files whose content differs in the machine, and the secrets whose mode (or whose directory's
+    mode) is not ``SECRET_MODE`` / ``secret_dirs``; one exec compares them all. The paths copied."""
+    paths, dirs = [*public, *secret], sorted(secret_dirs or {})
+    script = ('for f in "$@"; do if [ -d "$f" ]; then echo "$(stat -c %a "$f") - $f"; elif [ -f "$f" ]; then '
+              'echo "$(stat -c %a "$f") $(sha256sum "$f" | cut -c1-64) $f"; fi; done; true')
+    res = access.exec(node, ["sh", "-c", script, "sh", *paths, *dirs], timeout=60)
+    if res.exit_code != 0:
+        raise LabError(f"{node}: cannot list its files (exit {res.exit_code})", res.stderr.strip().splitlines()[-5:])
+    have = {parts[2]: (parts[0], parts[1]) for parts in (line.split(" ", 2) for line in res.stdout.splitlines())
+            if len(parts) == 3}
+
+    def stale(files: Mapping[str, bytes], mode: str | None) -> dict[str, bytes]:
+        return {p: d for p, d in files.items() if have.get(p) is None or have[p][1] != pki.sha256_hex(d)
+                or (mode is not None and have[p][0] != mode)}
+
+    other, private = stale(public, None), stale(secret, f"{pki.SECRET_MODE:o}")
+    if any(have.get(d, ("", ""))[0] != f"{m:o}" for d, m in (secret_dirs or {}).items()):
+        private = dict(secret)  # a loosened directory: write the secrets again, which sets its mode
+    if other:
+        access.put_files(node, other, mode=0o644)
+    if private:
+        access.put_files(node, private, mode=pki.SECRET_MODE, dir_modes=secret_dirs)
+    return sorted([*other, *private])
 
 
 NET_CAPS = ["NET_ADMIN", "NET_RAW"]

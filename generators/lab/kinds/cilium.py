@@ -28,24 +28,27 @@ from typing import Any, Callable, Protocol
 import yaml
 from kubernetes import client as k8s
 
-from ... import gobuild, pki
-from ...cluster.apply import NotYet, apply_documents, wait_until
+from ... import FIELD_MANAGER, gobuild, pki
+from ...cluster.apply import NotYet, apply_documents, delete_documents, get_object, wait_until
 from ...errors import LabError, LabToolError
 from ...gomod import download
 from ...in_container import DIR as IN_CONTAINER
 from ...model import Model
 from ...readback.cilium import Listener
 from ...readback.ciliumstate import NodeState, parse_state
-from ...readback.k3s import K3sNode, read_nodes
+from ...readback.k3s import K3sNode, read_node, read_nodes
 from ...readback.rendered import Rendered, load_rendered
 from ...readback.selectors import SelectorError, selector_matches
 from ...readback.services import SERVICE_NAME_LABEL, TRAEFIK_SOURCE, Service, read_services
+from ...readback.values import cilium_chart_values
 from ...twin.envoy import Backend, Frontend
 from ...twin.haproxy import render_haproxy
 from ..images import IDLE_CHANGES, ExtraFile, ImageSpec
-from .base import ClusterKind, NodeAccess, linux_node
+from . import sshd
+from .base import ClusterKind, NodeAccess, linux_node, put_changed
 
-PACKAGES = ("tini", "haproxy", "python3", "iproute2", "iptables", "procps", "iputils-ping", "openssl", "curl")
+PACKAGES = ("tini", "haproxy", "python3", "iproute2", "iptables", "procps", "iputils-ping", "openssl", "curl",
+            "openssh-server")
 BINARIES = ("etcd", "kube-apiserver", "cilium-operator-generic", "cilium-bgp-host")
 LAB_BIN = "/opt/lab"
 ETC = "/etc/lab"
@@ -61,7 +64,14 @@ ETCD_CLIENT = "127.0.0.1:2379"
 SERVICE_CIDR = "10.43.0.0/16"  # k3s's default service-cidr
 APISERVER_PORT = 6443
 SCRIPTS = ("twinrun.py", "standin_common.py", "standin_traefik.py")
+# what the lab writes for Helm and the controller manager (the Traefik chart's Service, its DaemonSet's
+# EndpointSlice) is applied under its own field manager: the rollout's manager never owns it
+STANDIN_MANAGER = f"{FIELD_MANAGER}-standin"
 ADMIN_TOKEN = "admin.token"  # in the lab's pki directory on the host
+K3S_TOKEN = "k3s-server.token"  # the cluster's join token (what k3s makes on its first server), on the host
+K3S_CONFIG = "/etc/rancher/k3s/config.yaml"  # what k3s reads at start: the rendered k3s/<node>/config.yaml
+K3S_SERVER_TOKEN = "/var/lib/rancher/k3s/server/token"  # where k3s keeps the token on a server
+ETCD_DATA = "/var/lib/etcd"
 SA_KEY = "service-account"
 CRD_DIRS = ("pkg/k8s/apis/cilium.io/client/crds/v2", "pkg/k8s/apis/cilium.io/client/crds/v2alpha1")
 LOG_FILES = [f"{LOG_DIR}/{n}.log" for n in ("etcd", "kube-apiserver", "cilium-bgp-host", "cilium-operator",
@@ -156,9 +166,13 @@ class CiliumKind(ClusterKind):
         kube_access: KubeAccess = access  # type: ignore[assignment]
         changed: list[str] = []
         token = _admin_token(access.paths.pki)
+        join_token = _k3s_token(access.paths.pki)
         restart: dict[str, set[str]] = {}
         for node in lab.nodes:
-            wrote = _put_changed(access, node.name, _node_files(access, lab, node, token))
+            assert node.ip is not None  # LabCluster.read refuses nodes without one
+            changed += sshd.install(access, node.name, node.ip)
+            wrote = _put_changed(access, node.name, {**_node_files(access, lab, node, token),
+                                                     **_k3s_files(lab, node, join_token)})
             changed += [f"{node.name}: wrote {len(wrote)} file(s)"] if wrote else []
             restart[node.name] = {proc for proc, prefix in RESTART_ON.items()
                                   if any(p.startswith(prefix) for p in wrote)}
@@ -180,10 +194,105 @@ class CiliumKind(ClusterKind):
             for node in lab.nodes:
                 changed += _started(access, node.name, "cilium-bgp-host", _host_argv(node), STATUS_ADDR)
             changed += _applied(api, _rendered_objects(lab), "the rendered resources")
+            changed += _applied(api, _standin_objects(lab.services), "the stand-ins' objects", STANDIN_MANAGER)
+            _release(api, _standin_objects(lab.services), FIELD_MANAGER)
             held = _wait_lb_ips(api, lab, lambda: _alive(access, lab.nodes[0].name, "cilium-operator"))
         states = {n.name: _settled_state(access, n, lab, held) for n in lab.nodes}
         for node in lab.nodes:
             changed += _data_path(access, node, states[node.name], lab)
+        return changed
+
+    # ----------------------------------------------------------------- the rollout's lab hooks
+    def restart_k3s(self, access: NodeAccess, name: str) -> list[str]:
+        """What ``systemctl restart k3s`` does on a rack node, on the lab machine ``name``, from the
+        ``/etc/rancher/k3s/config.yaml`` the rollout wrote there: its etcd member and apiserver restart (a new
+        member joins the cluster first, with the token its token-file holds), and it is registered with the
+        labels and address its config gives. Cilium's agent (cilium-bgp-host) restarts only when its own
+        configuration changed; it starts when the node is new."""
+        kube_access: KubeAccess = access  # type: ignore[assignment]
+        text = _run(access, name, ["sh", "-c", f"cat {K3S_CONFIG}"])
+        try:
+            config = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise LabError(f"{name}: k3s would not start: {K3S_CONFIG} is not YAML ({exc})") from None
+        if not isinstance(config, dict):
+            raise LabError(f"{name}: k3s would not start: {K3S_CONFIG} is not a mapping")
+        node = read_node(name, config)
+        if not node.ip:
+            raise LabError(f"{name}: k3s would not start here: {K3S_CONFIG} gives no node-ip")
+        lab = LabCluster.read(access.paths.rendered)
+        changed: list[str] = []
+        cluster_token = _k3s_token(access.paths.pki)
+        if config.get("server") and not node.cluster_init:
+            token_file = str(config.get("token-file") or "")
+            held = access.exec(name, ["cat", token_file]).stdout.strip() if token_file else ""
+            if held != cluster_token:
+                raise LabError(f"{name}: k3s would not join {config['server']}: "
+                               + (f"its token-file {token_file} does not hold the cluster's token" if token_file
+                                  else "its config has no token-file"))
+        files = _node_files(access, lab, node, _admin_token(access.paths.pki))
+        wrote = _put_changed(access, name, files)
+        members = _etcd_members(access, [n for n in lab.nodes if n.name != name])
+        new_member = not access.exec(name, ["test", "-d", f"{ETCD_DATA}/member"]).exit_code == 0
+        for proc in ("kube-apiserver", "etcd"):
+            _run(access, name, _python(f"{LAB_BIN}/twinrun.py", "stop", proc))
+        if new_member:
+            peers = _etcd_join(access, members, node)
+            changed.append(f"{name}: etcd member added ({len(peers)} members)")
+            argv = _etcd_argv(lab, node, peers=peers, state="existing")
+        else:
+            argv = _etcd_argv(lab, node)
+        changed += _started(access, name, "etcd", argv, ETCD_CLIENT)
+        changed += _started(access, name, "kube-apiserver", _apiserver_argv(node), f"{node.ip}:{APISERVER_PORT}")
+        with kube_access.kube(f"https://{node.ip}:{APISERVER_PORT}") as api:
+            _wait_ready(api)
+            one = LabCluster(lab.rendered, [node], [], lab.operator_replicas)
+            changed += _applied(api, [o for o in _bootstrap_objects(one) if o["kind"] != "Namespace"],
+                                f"{name}'s Node and CiliumNode")
+            _register_node_addresses(api, one)
+        if any(p.startswith(RESTART_ON["cilium-bgp-host"]) for p in wrote):
+            _run(access, name, _python(f"{LAB_BIN}/twinrun.py", "stop", "cilium-bgp-host"))
+        changed += _started(access, name, "cilium-bgp-host", _host_argv(node), STATUS_ADDR)
+        return [f"{name}: k3s restarted (etcd member, kube-apiserver)"] + [_short(line) for line in changed]
+
+    def retire(self, access: NodeAccess, name: str, remaining: list[str]) -> list[str]:
+        """A node leaves the cluster: its etcd member is removed (through a remaining member), its Node and
+        CiliumNode deleted, its processes stopped. What k3s does when a server's Node is deleted, plus
+        ``k3s-killall.sh`` on the machine."""
+        kube_access: KubeAccess = access  # type: ignore[assignment]
+        lab = LabCluster.read(access.paths.rendered)
+        others = [n for n in lab.nodes if n.name in remaining]
+        if not others:
+            raise LabError(f"cannot retire {name}: no remaining member to remove it through")
+        changed = []
+        removed = _etcd_remove(access, others, name)
+        changed += [f"{name}: etcd member removed"] if removed else []
+        with kube_access.kube(f"https://{others[0].ip}:{APISERVER_PORT}") as api:
+            for result in delete_documents(api, [("v1", "Node", None, name), ("cilium.io/v2", "CiliumNode", None,
+                                                                               name)]):
+                changed += [f"deleted {result.ref}"] if result.action == "deleted" else []
+        if _machine_up(access, name):
+            for proc in ("cilium-bgp-host", "cilium-operator", "haproxy", "kube-apiserver", "etcd"):
+                access.exec(name, _python(f"{LAB_BIN}/twinrun.py", "stop", proc), timeout=60)
+            changed.append(f"{name}: k3s stopped")
+        return changed
+
+    def follow(self, access: NodeAccess) -> list[str]:
+        """The lab's stand-ins follow what Cilium decided now: the Traefik DaemonSet's Service and
+        EndpointSlice (no controller manager or Helm runs here), then each node's VIPs, HAProxy and Traefik
+        stand-ins from its /state. Nothing of the rendered resources is applied (that is the rollout's)."""
+        kube_access: KubeAccess = access  # type: ignore[assignment]
+        lab = LabCluster.read(access.paths.rendered)
+        live = [n for n in lab.nodes if _status_ok(access, n.name)]
+        if not live:
+            return []
+        changed: list[str] = []
+        with kube_access.kube(f"https://{live[0].ip}:{APISERVER_PORT}") as api:
+            services, _ = read_services(lab.rendered, live)  # the DaemonSet runs on the nodes that run k3s
+            changed += _applied(api, _standin_objects(services), "the stand-ins' objects", STANDIN_MANAGER)
+            held = _wait_lb_ips(api, lab, lambda: None)
+        for node in live:
+            changed += _data_path(access, node, _settled_state(access, node, lab, held), lab)
         return changed
 
     # ----------------------------------------------------------------- faults (drills)
@@ -254,26 +363,33 @@ def _node_files(access: NodeAccess, lab: LabCluster, node: K3sNode, token: str) 
     return files
 
 
+def _k3s_token(pki_dir: Path) -> str:
+    """The lab cluster's join token, in k3s's own format (K10<CA hash>::server:<secret>), made once, 0600."""
+    path = pki_dir / K3S_TOKEN
+    if not path.is_file():
+        pki.ensure_ca(pki_dir)
+        ca_hash = pki.sha256_hex((pki_dir / pki.CA_CERT).read_bytes())  # k3s hashes its CA bundle's bytes
+        pki.write_private(path, f"K10{ca_hash}::server:{secrets.token_hex(16)}".encode())
+    return path.read_text().strip()
+
+
+def _k3s_files(lab: LabCluster, node: K3sNode, token: str) -> dict[str, bytes]:
+    """What a rack node holds for k3s: its config.yaml as rendered, and the token (the first server's own,
+    a joiner's in its token-file)."""
+    files = {K3S_CONFIG: (lab.rendered.root / node.file).read_bytes()}
+    if node.cluster_init or not node.config.get("server"):
+        files[K3S_SERVER_TOKEN] = (token + "\n").encode()
+    if node.config.get("token-file"):
+        files[str(node.config["token-file"])] = (token + "\n").encode()
+    return files
+
+
 def _put_changed(access: NodeAccess, node: str, files: dict[str, bytes]) -> list[str]:
     """Copy what differs (content, or a secret's mode); secrets 0600 in 0700 directories. Returns the paths."""
-    listing = _run(access, node, ["sh", "-c", 'for f in "$@"; do [ -f "$f" ] && echo "$(stat -c %a "$f") $(sha256sum '
-                                  '"$f" | cut -c1-64) $f"; done; true', "sh", *files])
-    have = {parts[2]: (parts[0], parts[1]) for parts in (line.split(" ", 2) for line in listing.splitlines())
-            if len(parts) == 3}
-    stale = {}
-    for path, data in files.items():
-        mode = f"{pki.SECRET_MODE:o}" if pki.is_secret(path) or path == KUBECONFIG else None
-        current = have.get(path)
-        if current is None or current[1] != pki.sha256_hex(data) or (mode and current[0] != mode):
-            stale[path] = data
-    if not stale:
-        return []
-    other, secret, secret_dirs = pki.split_secrets(stale)
+    other, secret, secret_dirs = pki.split_secrets(files)
     if KUBECONFIG in other:  # it names the token file, and stays private too
         secret[KUBECONFIG] = other.pop(KUBECONFIG)
-    access.put_files(node, other, mode=0o644)
-    access.put_files(node, secret, mode=pki.SECRET_MODE, dir_modes=secret_dirs)
-    return sorted(stale)
+    return put_changed(access, node, other, secret, secret_dirs)
 
 
 # cilium-config ConfigMap key -> the Helm value it comes from (install/kubernetes/cilium/templates/
@@ -306,8 +422,7 @@ def _merged(base: dict, over: dict) -> dict:
 
 def cilium_config(rendered: Rendered) -> dict[str, str]:
     """The cilium-config keys the lab's operator runs with: the rendered values over the chart's defaults."""
-    values = rendered.cilium_values.get("cilium") if isinstance(rendered.cilium_values.get("cilium"), dict) and (
-        not {"bgpControlPlane", "kubeProxyReplacement"} & set(rendered.cilium_values)) else rendered.cilium_values
+    values, _ = cilium_chart_values(rendered.cilium_values)
     merged = _merged(_chart_values(), dict(values or {}))
     out = {}
     for key, path in CONFIG_FROM_VALUES.items():
@@ -326,12 +441,14 @@ RESTART_ON = {"cilium-operator": OPERATOR_CONFIG, "kube-apiserver": PKI_DIR, "ci
 
 
 # ----------------------------------------------------------------------------- processes
-def _etcd_argv(lab: LabCluster, node: K3sNode) -> list[str]:
-    peers = ",".join(f"{n.name}=http://{n.ip}:2380" for n in lab.nodes)
-    return ["etcd", "--name", node.name, "--data-dir", "/var/lib/etcd", "--listen-client-urls", f"http://{ETCD_CLIENT}",
+def _etcd_argv(lab: LabCluster, node: K3sNode, peers: dict[str, str] | None = None,
+               state: str = "new") -> list[str]:
+    """``peers``: name -> peer URL of the cluster to join (default: every node, a new cluster)."""
+    initial = ",".join(f"{n}={u}" for n, u in (peers or {n.name: f"http://{n.ip}:2380" for n in lab.nodes}).items())
+    return ["etcd", "--name", node.name, "--data-dir", ETCD_DATA, "--listen-client-urls", f"http://{ETCD_CLIENT}",
             "--advertise-client-urls", f"http://{ETCD_CLIENT}", "--listen-peer-urls", f"http://{node.ip}:2380",
-            "--initial-advertise-peer-urls", f"http://{node.ip}:2380", "--initial-cluster", peers,
-            "--initial-cluster-state", "new", "--initial-cluster-token", "k3s-bgp-lab",
+            "--initial-advertise-peer-urls", f"http://{node.ip}:2380", "--initial-cluster", initial,
+            "--initial-cluster-state", state, "--initial-cluster-token", "k3s-bgp-lab",
             "--listen-metrics-urls", "http://127.0.0.1:2381"]
 
 
@@ -357,6 +474,73 @@ def _host_argv(node: K3sNode) -> list[str]:
             f"--status-addr={STATUS_ADDR}"]
 
 
+ETCD_CALL = ("import json, sys, urllib.request\n"
+             f"req = urllib.request.Request('http://{ETCD_CLIENT}/v3/cluster/member/' + sys.argv[1], "
+             "data=sys.argv[2].encode(), headers={'Content-Type': 'application/json'})\n"
+             "print(urllib.request.urlopen(req, timeout=10).read().decode())")
+
+
+def _etcd(access: NodeAccess, via: list[K3sNode], call: str, body: dict) -> dict:
+    """etcd's cluster API (its JSON gateway, inside a member: etcd listens on the node's loopback only)."""
+    errors = []
+    for member in via:
+        res = access.exec(member.name, _python("-c", ETCD_CALL, call, json.dumps(body)), timeout=30)
+        if res.exit_code == 0:
+            return dict(json.loads(res.stdout))
+        errors.append(f"{member.name}: {(res.stderr.strip().splitlines() or ['?'])[-1]}")
+    raise LabError(f"etcd member {call} failed on every member asked", errors)
+
+
+def _etcd_members(access: NodeAccess, via: list[K3sNode]) -> list[dict]:
+    return list(_etcd(access, via, "list", {}).get("members") or [])
+
+
+def _short(line: str) -> str:
+    """``cat01: started etcd (pid 7): etcd --name ...`` without the command line."""
+    return line.split("): ", 1)[0] + ")" if "): " in line else line
+
+
+def _etcd_join(access: NodeAccess, members: list[dict], node: K3sNode) -> dict[str, str]:
+    """Add ``node`` as a member (once: an earlier add that never started is reused); the initial-cluster it
+    starts with (every started member, and itself)."""
+    url = f"http://{node.ip}:2380"
+    started = [m for m in members if m.get("name") and m.get("peerURLs")]
+    if not started:
+        raise LabError(f"{node.name}: no running etcd member to join")
+    if not any(url in (m.get("peerURLs") or []) for m in members):
+        _etcd(access, [_member_node(access, m["name"]) for m in started], "add", {"peerURLs": [url]})
+    peers = {m["name"]: m["peerURLs"][0] for m in started if m["name"] != node.name}
+    return {**peers, node.name: url}
+
+
+def _member_node(access: NodeAccess, name: str) -> K3sNode:
+    return _node_of(LabCluster.read(access.paths.rendered), name)
+
+
+def _etcd_remove(access: NodeAccess, via: list[K3sNode], name: str) -> bool:
+    for m in _etcd_members(access, via):
+        if m.get("name") == name:
+            _etcd(access, via, "remove", {"ID": m["ID"]})
+            return True
+    return False
+
+
+def _machine_up(access: NodeAccess, name: str) -> bool:
+    try:
+        return access.exec(name, ["true"], timeout=10).exit_code == 0
+    except LabToolError:
+        return False
+
+
+def _status_ok(access: NodeAccess, name: str) -> bool:
+    """cilium-bgp-host answers on the node (k3s and Cilium run there)."""
+    try:
+        _status(access, name, "healthz")
+        return True
+    except (LabToolError, ValueError):
+        return False
+
+
 def _started(access: NodeAccess, node: str, name: str, argv: list[str], ready: str | None = None) -> list[str]:
     out = _run(access, node, _twinrun(name, argv, ready), timeout=120)
     return [f"{node}: {out.strip().splitlines()[-1]}"] if "started" in out else []
@@ -365,7 +549,11 @@ def _started(access: NodeAccess, node: str, name: str, argv: list[str], ready: s
 def _status(access: NodeAccess, node: str, what: str) -> dict:
     code = ("import json, sys, urllib.request\n"
             f"print(urllib.request.urlopen('http://{STATUS_ADDR}/' + sys.argv[1], timeout=5).read().decode())")
-    return json.loads(_run(access, node, _python("-c", code, what), timeout=20))
+    res = access.exec_read(node, _python("-c", code, what), timeout=20)
+    if res.exit_code != 0:
+        raise LabError(f"{node}: cilium-bgp-host's /{what} does not answer (exit {res.exit_code})",
+                       (res.stderr or res.stdout).strip().splitlines()[-5:])
+    return dict(json.loads(res.stdout))
 
 
 # ----------------------------------------------------------------------------- Kubernetes objects
@@ -405,10 +593,15 @@ TRAEFIK_ENTRYPOINT_PORTS = {"web": 8000, "websecure": 8443}  # the chart's conta
 
 
 def _rendered_objects(lab: LabCluster) -> list[dict]:
-    """Every rendered Kubernetes document the lab can take, plus the Traefik chart's Service and the
-    EndpointSlice its DaemonSet would get (no controller manager runs here to write it)."""
-    wanted = [d.body for d in lab.rendered.docs if not d.file.startswith("apps/")]  # Gateway API: no CRDs here
-    for svc in lab.services:
+    """Every rendered Kubernetes document the lab can take (the rollout's resources step applies the same)."""
+    return [d.body for d in lab.rendered.docs if not d.file.startswith("apps/")]  # Gateway API: no CRDs here
+
+
+def _standin_objects(services: list[Service]) -> list[dict]:
+    """The Traefik chart's Service and the EndpointSlice its DaemonSet would get (no Helm, no controller
+    manager runs here to write them)."""
+    wanted: list[dict] = []
+    for svc in services:
         if not svc.source.startswith(TRAEFIK_SOURCE):
             continue
         wanted.append(svc.manifest())
@@ -426,8 +619,20 @@ def _rendered_objects(lab: LabCluster) -> list[dict]:
     return wanted
 
 
-def _applied(api: Any, docs: list[dict], what: str) -> list[str]:
-    results = apply_documents(api, docs)
+def _release(api: Any, docs: list[dict], manager: str) -> None:
+    """Drop ``manager``'s ownership of these objects (labs brought up before the stand-ins had their own field
+    manager): an apply that names only the object gives up every field it owned and still shares."""
+    bare = [{"apiVersion": d["apiVersion"], "kind": d["kind"],
+             "metadata": {k: v for k, v in d["metadata"].items() if k in ("name", "namespace")}} for d in docs]
+    for doc, empty in zip(docs, bare, strict=True):
+        meta = doc["metadata"]
+        live = get_object(api, doc["apiVersion"], doc["kind"], meta["name"], meta.get("namespace"))
+        if live and any(m.get("manager") == manager for m in (live.get("metadata") or {}).get("managedFields") or []):
+            apply_documents(api, [empty], field_manager=manager)
+
+
+def _applied(api: Any, docs: list[dict], what: str, manager: str = FIELD_MANAGER) -> list[str]:
+    results = apply_documents(api, docs, field_manager=manager)
     conflicts = [r for r in results if r.action == "conflict"]
     if conflicts:
         raise LabError(f"applying {what}: fields owned by another manager",

@@ -1,16 +1,23 @@
-"""The gateway: FRR with the rendered frr.conf (the rack's file, byte for byte)."""
+"""The gateway: FRR brought to the rendered frr.conf's router bgp block (the rack's file, byte for byte) by the
+same steps ``rack.apply`` takes on the rack's gateway (``generators.rack.gateway``), and sshd, so the rollout
+can be rehearsed against it over SSH."""
 from __future__ import annotations
 
-from ...errors import InputError
+import time
+
+from ...errors import InputError, LabError
 from ...model import Model
+from ...rack.gateway import apply_gateway, plan_gateway
 from ...readback.frrconf import NBIT_SINCE
 from ...versions import version_tuple
 from ..images import IDLE_CHANGES, ImageError, ImageSpec
-from .base import NET_CAPS, NodeKind, linux_node
+from . import sshd
+from .base import NET_CAPS, ExecShell, NodeAccess, NodeKind, linux_node
 
 NAME = "ucg"
 FRR_LOG = "/var/log/frr/frr.log"
-PACKAGES = ("tini", "frr", "frr-pythontools", "iproute2", "iputils-ping", "procps", "tcpdump")
+PACKAGES = ("tini", "frr", "frr-pythontools", "iproute2", "iputils-ping", "procps", "tcpdump", "openssh-server")
+FRR_START_TIMEOUT_S = 30.0
 # Debian's FRR per suite (measured here with debootstrap, late 2026; docs/FACTS.md#frr).
 FRR_BY_SUITE = {"bookworm": "8.4.4", "bullseye": "7.5.1"}
 
@@ -80,10 +87,23 @@ class GatewayKind(NodeKind):
                 "/usr/lib/frr/frrinit.sh start",
             ],
             caps=[*NET_CAPS, "SYS_ADMIN"],  # bgpd and zebra need SYS_ADMIN (netns/capabilities) to start
-            binds=["frr/frr.conf:/etc/frr/frr.conf", "frr/daemons:/etc/frr/daemons"],
+            # frr.conf is not bound: `write memory` must be able to replace it, as on the rack's gateway
+            binds=["frr/daemons:/etc/frr/daemons"],
             # forward between the node segment and the client; hash ECMP on L4 so new connections spread
             sysctls={"net.ipv4.ip_forward": "1", "net.ipv4.fib_multipath_hash_policy": "1"},
         )}
 
     def log_files(self) -> list[str]:
         return [FRR_LOG]
+
+    def configure(self, access: NodeAccess) -> list[str]:
+        changed = sshd.install(access, NAME, str(access.model.gateway.address))
+        shell = ExecShell(access, NAME)
+        deadline = time.monotonic() + FRR_START_TIMEOUT_S
+        while not shell.run("vtysh -c 'show version'", timeout=10).ok:  # FRR starts with the container
+            if time.monotonic() > deadline:
+                raise LabError(f"{NAME}: FRR's vtysh does not answer {FRR_START_TIMEOUT_S:g} s after deploy",
+                               [f"see {FRR_LOG} in the container"])
+            time.sleep(0.25)  # poll interval of the condition above
+        wanted = (access.paths.rendered / "frr" / "frr.conf").read_text()
+        return changed + apply_gateway(shell, plan_gateway(shell, wanted), log=lambda _m: None)

@@ -4,19 +4,19 @@ proxy with active health checks in front of the apiserver endpoints, a stand-in 
 Traefik)."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
-from pathlib import Path
 
 from ...errors import LabError
 from ...model import Model
-from ...pki import SECRET_MODE, is_secret, split_secrets
+from ...pki import split_secrets
 from ...twin import TwinNode, TwinPlan, plan_twin
 from ...twin.plan import TWIN_BIN, TWIN_LOG
 from ...versions import GOBGP_MODULE, GOBGP_VERSION
 from ..images import IDLE_CHANGES, ExtraFile, ImageSpec
 from ..names import LabPaths
 from ..prereqs import gobgp_paths
-from .base import ClusterKind, NodeAccess, linux_node
+from .base import ClusterKind, NodeAccess, linux_node, put_changed
 
 PACKAGES = ("tini", "haproxy", "python3", "iproute2", "iptables", "procps", "iputils-ping", "openssl")
 LOG_FILES = [f"{TWIN_LOG}/gobgpd-k3s-bgp.log", f"{TWIN_LOG}/haproxy.log", f"{TWIN_LOG}/apiserver.log"]
@@ -44,35 +44,28 @@ def twin_plan(paths: LabPaths, model: Model) -> TwinPlan:
     return _plan(str(rendered), manifest, model.k3s_version, model.traefik_chart_version)
 
 
-def _current_files(access: NodeAccess, node: str, paths: list[str]) -> dict[str, bytes]:
-    """What the container holds now at ``paths`` (missing files are left out)."""
-    out: dict[str, bytes] = {}
-    for path in paths:
-        res = access.exec(node, ["cat", path], timeout=10)
-        if res.exit_code == 0:
-            out[path] = res.stdout.encode()
-    return out
-
-
-def _loose_secrets(access: NodeAccess, node: str, paths: list[str]) -> set[str]:
-    """The secrets among ``paths`` whose mode, or whose directory's mode, is looser than 0600 / 0700."""
-    if not paths:
-        return set()
-    dirs = sorted({str(Path(p).parent) for p in paths})
-    res = access.exec(node, ["stat", "-c", "%a %n", *paths, *dirs], timeout=10)
-    modes: dict[str, str] = {}
-    for line in res.stdout.splitlines():
-        mode, _, path = line.partition(" ")
-        modes[path] = mode
-    return {p for p in paths if modes.get(p) != f"{SECRET_MODE:o}" or modes.get(str(Path(p).parent)) != "700"}
-
-
 def _run_all(access: NodeAccess, node: str, cmds: list[list[str]]) -> None:
     for argv in cmds:
         res = access.exec(node, argv, timeout=60)
         if res.exit_code != 0:
             raise LabError(f"{node}: `{' '.join(argv[:5])}` failed (exit {res.exit_code})",
                            (res.stderr or res.stdout).splitlines()[-10:])
+
+
+def _configure_node(access: NodeAccess, name: str, node: TwinNode) -> list[str]:
+    changed: list[str] = []
+    other, secret, secret_dirs = split_secrets(node.files(access.paths.pki))
+    wrote = put_changed(access, name, other, secret, secret_dirs)  # one exec compares them all
+    if wrote:
+        changed.append(f"{name}: wrote {len(wrote)} file(s)")
+    for argv in node.start_commands():
+        res = access.exec(name, argv, timeout=60)
+        if res.exit_code != 0:
+            raise LabError(f"{name}: `{' '.join(argv[:6])}...` failed (exit {res.exit_code})",
+                           (res.stderr or res.stdout).strip().splitlines()[-15:])
+        if "started" in res.stdout:
+            changed.append(f"{name}: {res.stdout.strip().splitlines()[-1]}")
+    return changed
 
 
 class TwinKind(ClusterKind):
@@ -94,27 +87,11 @@ class TwinKind(ClusterKind):
         return LOG_FILES
 
     def configure(self, access: NodeAccess) -> list[str]:
-        """Copy each node's files (only those that differ) and run its idempotent start commands."""
+        """Each node's files (only those that differ) and its idempotent start commands, all nodes at once."""
         plan = twin_plan(access.paths, access.model)
-        changed: list[str] = []
-        for name, node in plan.nodes.items():
-            files = node.files(access.paths.pki)
-            current = _current_files(access, name, list(files))
-            loose = _loose_secrets(access, name, [p for p in files if is_secret(p)])
-            stale = {p: b for p, b in files.items() if current.get(p) != b or p in loose}
-            if stale:
-                other, secret, secret_dirs = split_secrets(stale)
-                access.put_files(name, other, mode=0o644)
-                access.put_files(name, secret, mode=SECRET_MODE, dir_modes=secret_dirs)
-                changed.append(f"{name}: wrote {len(stale)} file(s)")
-            for argv in node.start_commands():
-                res = access.exec(name, argv, timeout=60)
-                if res.exit_code != 0:
-                    raise LabError(f"{name}: `{' '.join(argv[:6])}...` failed (exit {res.exit_code})",
-                                   (res.stderr or res.stdout).strip().splitlines()[-15:])
-                if "started" in res.stdout:
-                    changed.append(f"{name}: {res.stdout.strip().splitlines()[-1]}")
-        return changed
+        with ThreadPoolExecutor(max_workers=max(1, len(plan.nodes))) as pool:
+            per_node = list(pool.map(lambda item: _configure_node(access, *item), plan.nodes.items()))
+        return [line for lines in per_node for line in lines]
 
     # ----------------------------------------------------------------- faults (drills)
     def _node(self, access: NodeAccess, node: str) -> TwinNode:
