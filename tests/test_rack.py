@@ -16,25 +16,13 @@ import yaml
 from conftest import TOPOLOGY
 from generators.errors import EXIT_ENVIRONMENT, EXIT_FAILED, InventoryError
 from generators.model import load_model
+from generators.pipeline import render_inventory
 from generators.rack.frrdiff import diff_bgp, removal_script
 from generators.rack.gateway import FrrRefused, apply_gateway, plan_gateway
 from generators.rack.rollout import K3S_CONFIG, Plan, Rollout, StepPlan, rendered_files
 from generators.rack.shell import Result, SshShell, TargetUnreachable, read_file, write_file
 
-SEED_FRR = """router bgp 64512
- bgp router-id 10.31.0.1
- no bgp ebgp-requires-policy
- no bgp default ipv4-unicast
- neighbor k3s-nodes peer-group
- neighbor k3s-nodes remote-as 65000
- neighbor 10.31.0.218 peer-group k3s-nodes
- neighbor 10.31.0.161 peer-group k3s-nodes
- neighbor 10.31.0.132 peer-group k3s-nodes
- address-family ipv4 unicast
-  neighbor k3s-nodes activate
-  neighbor k3s-nodes soft-reconfiguration inbound
- exit-address-family
-"""
+SEED_FRR = render_inventory(TOPOLOGY / "rack.yml")["frr/frr.conf"]  # the rack's gateway block, as rendered
 # FRR 8.4.4's `show running-config` of a gateway configured with SEED_FRR (measured in the lab): its own
 # header, neighbors sorted, `!` and `exit` lines
 RUNNING = """Building configuration...
@@ -384,9 +372,10 @@ def rendered(tmp_path):
     return rendered_files(site, tmp_path / "r")  # type: ignore[arg-type]
 
 
-def _plan_nodes(site: FakeSite, rendered, monkeypatch) -> StepPlan:
+def _plan_nodes(site: FakeSite, rendered, monkeypatch, down: tuple[str, ...] = ()) -> StepPlan:
     rollout = Rollout(site, rendered, log=lambda _m: None)  # type: ignore[arg-type]
     monkeypatch.setattr(rollout, "_live_nodes", lambda: site.cluster_nodes)
+    monkeypatch.setattr(rollout, "_node_ready", lambda node: node not in down)  # its apiserver's /readyz
     return rollout.plan_nodes()
 
 
@@ -403,6 +392,13 @@ def test_a_converged_rack_has_nothing_to_change_in_its_nodes(rendered, monkeypat
     site = FakeSite(TOPOLOGY / "rack.yml", _machines(rendered), ["cat01", "cat02", "cat03"], True)
     plan = _plan_nodes(site, rendered, monkeypatch)
     assert plan.changes == [] and plan.problems == []
+
+
+def test_a_node_whose_files_are_right_but_whose_k3s_does_not_answer_is_restarted(rendered, monkeypatch):
+    """A restart that failed half way leaves the files as rendered: the next plan still says what is left."""
+    site = FakeSite(TOPOLOGY / "rack.yml", _machines(rendered), ["cat01", "cat02", "cat03"], True)
+    plan = _plan_nodes(site, rendered, monkeypatch, down=("cat02",))
+    assert [(c.target, c.what, c.action) for c in plan.changes] == [("cat02", "k3s", "restart")]
 
 
 def test_node_changes_are_field_paths_and_missing_tokens_never_shown(rendered, monkeypatch):

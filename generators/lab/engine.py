@@ -20,6 +20,7 @@ import docker
 import docker.errors
 
 from generators.errors import EnvironmentProblem
+from generators.rack.shell import Result
 
 
 class EngineError(EnvironmentProblem):
@@ -35,15 +36,7 @@ class ExecStreamError(EngineError):
     once in thousands of execs, on a large output; a read-only command can simply be run again."""
 
 
-@dataclass(frozen=True)
-class ExecResult:
-    exit_code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0
+ExecResult = Result  # a command's exit code and output: one type for docker exec and for SSH
 
 
 @dataclass(frozen=True)

@@ -257,6 +257,21 @@ class Rollout:
     def _wanted_config(self, node: str) -> dict:
         return dict(yaml.safe_load(self._wanted_text(node)) or {})
 
+    def _node_ready(self, node: str) -> bool:
+        """Whether the node's apiserver answers /readyz (k3s runs there with some config)."""
+        try:
+            with self.site.node_kube(node) as api:
+                status, _ = request(api, "GET", "/readyz")
+        except LabToolError:
+            return False
+        return status == 200
+
+    def _restart_change(self, node: str) -> list[Change]:
+        """A node whose files are as rendered but whose k3s does not answer (a restart that failed) needs one."""
+        if self._node_ready(node):
+            return []
+        return [Change("nodes", node, "k3s", "restart", note="its apiserver does not answer /readyz")]
+
     def _node_changes(self, node: str, live_text: str | None, token_present: bool | None,
                       note: str = "") -> list[Change]:
         wanted_text = self._wanted_text(node)
@@ -314,7 +329,7 @@ class Rollout:
                     live_text = read_file(sh, K3S_CONFIG)
                     token_file = self._wanted_config(node).get("token-file")
                     present = file_exists(sh, str(token_file)) if token_file else True
-                plan.changes += self._node_changes(node, live_text, present)
+                plan.changes += self._node_changes(node, live_text, present) or self._restart_change(node)
             problem = self._kube_proxy_problem(node, live_text)
             if problem:
                 plan.problems.append(problem)
@@ -469,19 +484,20 @@ class Rollout:
                 wanted = self._wanted_config(node)
                 token_file = wanted.get("token-file") if wanted.get("server") else None
                 present = file_exists(sh, str(token_file)) if token_file else True
-                todo = self._node_changes(node, live_text, present)
+                todo = self._node_changes(node, live_text, present) or self._restart_change(node)
                 if not todo:
                     continue
                 problem = self._kube_proxy_problem(node, live_text)
                 if problem:
                     raise StepRefused(problem)
                 self.log(f"  {node}: " + "; ".join(c.render() for c in todo))
-                write_file(sh, K3S_CONFIG, self._wanted_text(node).encode(), mode=0o600)
+                if live_text != self._wanted_text(node):
+                    write_file(sh, K3S_CONFIG, self._wanted_text(node).encode(), mode=0o600)
+                    changed.append(f"{node}: wrote {K3S_CONFIG}")
                 if token_file and not present:
                     token = token or self._cluster_token()
                     write_file(sh, str(token_file), token, mode=0o600)
-                changed += [f"{node}: wrote {K3S_CONFIG}"] + (
-                    [f"{node}: wrote {token_file}"] if token_file and not present else [])
+                    changed.append(f"{node}: wrote {token_file}")
                 changed += self.site.restart_k3s(node, sh, self.log)
             changed += self._wait_node(node)
         inventory = [n.name for n in self.site.model.nodes]

@@ -116,8 +116,7 @@ class ExecShell:
             path = f"/tmp/.k3s-bgp-lab-stdin-{secrets.token_hex(6)}"
             self.access.put_files(self.node, {path: stdin}, mode=0o600)
             command = f"({command}) < {path}; rc=$?; rm -f {path}; exit $rc"
-        res = self.access.exec(self.node, ["sh", "-c", command], timeout=timeout)
-        return Result(res.exit_code, res.stdout, res.stderr)
+        return self.access.exec(self.node, ["sh", "-c", command], timeout=timeout)
 
 
 def put_changed(access: NodeAccess, node: str, public: Mapping[str, bytes], secret: Mapping[str, bytes],

@@ -508,7 +508,20 @@ def _etcd_join(access: NodeAccess, members: list[dict], node: K3sNode) -> dict[s
     if not started:
         raise LabError(f"{node.name}: no running etcd member to join")
     if not any(url in (m.get("peerURLs") or []) for m in members):
-        _etcd(access, [_member_node(access, m["name"]) for m in started], "add", {"peerURLs": [url]})
+        via = [_member_node(access, m["name"]) for m in started]
+
+        def added() -> bool | NotYet:
+            # etcd refuses a member add (503) until every member has been connected for a while
+            # (--strict-reconfig-check): right after the other nodes' restarts, it has to be asked again
+            try:
+                _etcd(access, via, "add", {"peerURLs": [url]})
+                return True
+            except LabError as exc:
+                if any("503" in d for d in exc.details):
+                    return NotYet("etcd: " + "; ".join(exc.details))
+                raise
+
+        wait_until(added, timeout=90, interval=1.0, what=f"etcd to accept {node.name} as a member")
     peers = {m["name"]: m["peerURLs"][0] for m in started if m["name"] != node.name}
     return {**peers, node.name: url}
 
