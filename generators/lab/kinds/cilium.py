@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import secrets
 import shlex
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,22 +168,24 @@ class CiliumKind(ClusterKind):
         changed: list[str] = []
         token = _admin_token(access.paths.pki)
         join_token = _k3s_token(access.paths.pki)
-        restart: dict[str, set[str]] = {}
-        for node in lab.nodes:
-            assert node.ip is not None  # LabCluster.read refuses nodes without one
-            changed += sshd.install(access, node.name, node.ip)
-            wrote = _put_changed(access, node.name, {**_node_files(access, lab, node, token),
-                                                     **_k3s_files(lab, node, join_token)})
-            changed += [f"{node.name}: wrote {len(wrote)} file(s)"] if wrote else []
-            restart[node.name] = {proc for proc, prefix in RESTART_ON.items()
-                                  if any(p.startswith(prefix) for p in wrote)}
-            for proc in sorted(restart[node.name]):
+        # made here, in one thread: the lab's PKI and known_hosts are files on the host
+        files = {n.name: {**_node_files(access, lab, n, token), **_k3s_files(lab, n, join_token)}
+                 for n in lab.nodes}
+        ssh = {n.name: sshd.sshd_files(access.paths, n.name, str(n.ip)) for n in lab.nodes}
+
+        def node_files(node: K3sNode) -> list[str]:
+            out = sshd.install_files(access, node.name, ssh[node.name])
+            wrote = _put_changed(access, node.name, files[node.name])
+            out += [f"{node.name}: wrote {len(wrote)} file(s)"] if wrote else []
+            for proc in sorted(p for p, prefix in RESTART_ON.items() if any(w.startswith(prefix) for w in wrote)):
                 _run(access, node.name, _python(f"{LAB_BIN}/twinrun.py", "stop", proc))
-        for node in lab.nodes:  # every member must be up for the first to have a quorum
-            changed += _started(access, node.name, "etcd", _etcd_argv(lab, node), ETCD_CLIENT)
-        for node in lab.nodes:
-            changed += _started(access, node.name, "kube-apiserver", _apiserver_argv(node),
-                                f"{node.ip}:{APISERVER_PORT}")
+            return out
+
+        changed += _each(lab.nodes, node_files)
+        # every member must be up for the first to have a quorum: all start together, as do the apiservers
+        changed += _each(lab.nodes, lambda n: _started(access, n.name, "etcd", _etcd_argv(lab, n), ETCD_CLIENT))
+        changed += _each(lab.nodes, lambda n: _started(access, n.name, "kube-apiserver", _apiserver_argv(n),
+                                                       f"{n.ip}:{APISERVER_PORT}"))
         first = lab.nodes[0]
         with kube_access.kube(f"https://{first.ip}:{APISERVER_PORT}") as api:
             _wait_ready(api)
@@ -191,15 +194,13 @@ class CiliumKind(ClusterKind):
             _register_node_addresses(api, lab)
             for node in lab.nodes[: lab.operator_replicas]:
                 changed += _started(access, node.name, "cilium-operator", _operator_argv())
-            for node in lab.nodes:
-                changed += _started(access, node.name, "cilium-bgp-host", _host_argv(node), STATUS_ADDR)
+            changed += _each(lab.nodes, lambda n: _started(access, n.name, "cilium-bgp-host", _host_argv(n),
+                                                           STATUS_ADDR))
             changed += _applied(api, _rendered_objects(lab), "the rendered resources")
             changed += _applied(api, _standin_objects(lab.services), "the stand-ins' objects", STANDIN_MANAGER)
             _release(api, _standin_objects(lab.services), FIELD_MANAGER)
             held = _wait_lb_ips(api, lab, lambda: _alive(access, lab.nodes[0].name, "cilium-operator"))
-        states = {n.name: _settled_state(access, n, lab, held) for n in lab.nodes}
-        for node in lab.nodes:
-            changed += _data_path(access, node, states[node.name], lab)
+        changed += _each(lab.nodes, lambda n: _data_path(access, n, _settled_state(access, n, lab, held), lab))
         return changed
 
     # ----------------------------------------------------------------- the rollout's lab hooks
@@ -291,8 +292,7 @@ class CiliumKind(ClusterKind):
             services, _ = read_services(lab.rendered, live)  # the DaemonSet runs on the nodes that run k3s
             changed += _applied(api, _standin_objects(services), "the stand-ins' objects", STANDIN_MANAGER)
             held = _wait_lb_ips(api, lab, lambda: None)
-        for node in live:
-            changed += _data_path(access, node, _settled_state(access, node, lab, held), lab)
+        changed += _each(live, lambda n: _data_path(access, n, _settled_state(access, n, lab, held), lab))
         return changed
 
     # ----------------------------------------------------------------- faults (drills)
@@ -317,6 +317,12 @@ class CiliumKind(ClusterKind):
 
     def node_state(self, access: NodeAccess, node: str) -> NodeState:
         return parse_state(_status(access, node, "state"))
+
+
+def _each(nodes: list[K3sNode], fn: Callable[[K3sNode], list[str]]) -> list[str]:
+    """``fn`` for every node at once (each is its own container); what changed, in node order."""
+    with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
+        return [line for lines in pool.map(fn, nodes) for line in lines]
 
 
 def _node_of(lab: LabCluster, name: str) -> K3sNode:
@@ -728,7 +734,10 @@ def _settled_state(access: NodeAccess, node: K3sNode, lab: LabCluster, held: set
     seen: list[tuple[str, NodeState]] = []
 
     def settled() -> NodeState | NotYet:
-        doc = _status(access, node.name, "state")
+        try:
+            doc = _status(access, node.name, "state")
+        except LabError as exc:  # 503 until every start hook of Cilium's hive has run
+            return NotYet(str(exc))
         state = parse_state(doc)
         digest = json.dumps([(doc.get("loadBalancer") or {}).get("frontends"), (doc.get("envoy") or {}).get("cecs"),
                              (doc.get("envoy") or {}).get("errorsTotal")], sort_keys=True)

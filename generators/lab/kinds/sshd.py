@@ -72,7 +72,13 @@ def _record_host(paths: LabPaths, address: str, host_pub: str) -> None:
 
 def install(access: NodeAccess, machine: str, address: str) -> list[str]:
     """sshd running in ``machine`` with its host key and the lab's client key (idempotent); what changed."""
-    public, secret = sshd_files(access.paths, machine, address)
+    return install_files(access, machine, sshd_files(access.paths, machine, address))
+
+
+def install_files(access: NodeAccess, machine: str, files: tuple[dict[str, bytes], dict[str, bytes]]) -> list[str]:
+    """:func:`install` with the files made already (they are made on the host, one machine at a time: the
+    lab's known_hosts is one file; this part may run for several machines at once)."""
+    public, secret = files
     wrote = put_changed(access, machine, public, secret, {"/root/.ssh": 0o700})
     if wrote:
         access.exec(machine, ["sh", "-c", "pkill -x sshd; true"])
