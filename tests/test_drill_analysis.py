@@ -153,3 +153,24 @@ def test_recovery_that_never_came_is_a_censored_lower_bound():
     assert rec.censored and rec.value == pytest.approx(25.0 - 20.02)
     rows = {r.measure: r for r in verdict_rows(an, bounds_for("apiserver-down", bound_inputs()))}
     assert rows["recovery"].verdict == "outside" and rows["recovery"].measured.startswith("> 4.98 s")
+
+
+def test_node_power_loss_apiserver_window_ends_when_the_node_is_back_and_its_return_is_reported():
+    """A real kube-apiserver whose etcd member was cut off answers 500 for a while after its node is back,
+    and the TCP health check sends it traffic at once: that is the return's cost, not the loss window's."""
+    w = node_power_loss_world()
+    w.add("apiserver_dead", "cat01", 40.0, 45.0)  # reachable again at 40, serving only from 45
+    probe, control = streams(w, 60.0)
+    fault = FaultTimes(10.0, 10.01, 40.0, 40.05)
+    an = analyse("node-power-loss", probe, control, fault, "cat01", SEED_NODES["cat01"])
+    assert an.loss["apiserver"].window <= 40.0 - 10.0
+    after = an.measurements["failed_after_undo:apiserver"]
+    assert after.value > 0 and "reset" in after.detail
+    rows = {r.measure: r for r in verdict_rows(an, bounds_for("node-power-loss", bound_inputs()))}
+    assert rows["failed_after_undo:apiserver"].verdict == "info"
+    assert "etcd" in rows["failed_after_undo:apiserver"].reason
+    # without the returning apiserver's failures there is nothing to report
+    an = analyse("node-power-loss", *streams(node_power_loss_world(), 60.0), fault, "cat01", SEED_NODES["cat01"])
+    assert an.measurements["failed_after_undo:apiserver"].value == 0
+    assert "failed_after_undo:apiserver" not in {r.measure for r in verdict_rows(an, bounds_for(
+        "node-power-loss", bound_inputs()))}

@@ -138,3 +138,26 @@ def test_a_bridge_with_another_labs_ports_is_refused():
         "switch", hostnet.HostState(), lambda m: None, host, own_ports=frozenset({"cat01-9f2c", "ucg-9f2c"})
     )
     assert changed == ["iptables -I DOCKER-USER -i switch -o switch -j ACCEPT"]
+
+
+def test_teardown_deletes_the_recorded_ports_a_dead_container_left_and_only_those():
+    """The kernel keeps a removed container's namespace (and the host end of its veth) while a socket in it
+    lives; lab-down deletes the ports lab-up recorded, and says so; a second run finds nothing to do."""
+    host = FakeHost(bridges={"switch", "cat01-9f2c", "other0"})
+    state = hostnet.HostState("switch", True, [], ports=["cat01-9f2c", "cat02-9f2c"])
+    logs: list[str] = []
+    done = hostnet.teardown(state, logs.append, host)
+    assert done == ["deleted host port cat01-9f2c (its container is gone)", "deleted bridge switch"]
+    assert host.bridges == {"other0"} and len(logs) == 2
+    assert hostnet.teardown(state, logs.append, host) == []
+
+
+def test_remove_ports_reports_a_failed_delete():
+    class Refusing(FakeHost):
+        def __call__(self, argv):
+            if argv[:3] == ["ip", "link", "del"]:
+                return subprocess.CompletedProcess(argv, 2, "", "RTNETLINK answers: Operation not permitted")
+            return super().__call__(argv)
+
+    with pytest.raises(hostnet.HostNetError, match="deleting host port cat01-9f2c.*not permitted"):
+        hostnet.remove_ports(["cat01-9f2c"], "left over", lambda m: None, Refusing(bridges={"cat01-9f2c"}))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from types import SimpleNamespace
 
 import pytest
@@ -10,8 +11,10 @@ import pytest
 from conftest import TOPOLOGY
 from generators.checks.verify import Expectation
 from generators.errors import LabError
-from generators.lab import converge, lifecycle
+from generators.lab import converge, hostnet, lifecycle
 from generators.lab.engine import ExecResult
+from generators.lab.names import bridge_port
+from generators.model import load_model
 
 NODES = {"10.31.0.218": "cat01", "10.31.0.161": "cat02", "10.31.0.132": "cat03"}
 VIPS = ("10.31.0.80", "10.31.0.81")
@@ -111,11 +114,13 @@ class DeployLab:
     ],
 )
 def test_deploy_only_when_something_is_missing_or_changed(monkeypatch, containers, rerendered, expected):
-    calls = []
+    calls, prepared = [], []
     monkeypatch.setattr(lifecycle, "_containerlab", lambda args, lab, log: calls.append(args))
+    monkeypatch.setattr(lifecycle, "_prepare_ports", lambda lab, host, have, log: prepared.append(have) or [])
     lab = DeployLab(containers)
     lab.paths = SimpleNamespace(clab_file="lab.clab.yml")
-    changed = lifecycle._deploy(lab, lambda m: None, rerendered)
+    changed = lifecycle._deploy(lab, lambda m: None, rerendered, hostnet.HostState())
+    assert prepared == ([] if expected is None else [set(containers)])  # ports recorded before any deploy
     if expected is None:
         assert calls == [] and changed == []
     elif expected == "fresh":
@@ -142,3 +147,31 @@ def test_summary_and_status_text():
         "routes": {},
     }
     assert "no containers (lab is down)" in lifecycle.format_status(st)
+
+
+def test_prepare_ports_records_them_first_and_deletes_only_those_of_nodes_without_a_container(
+    monkeypatch, tmp_path
+):
+    """The kernel can keep a removed container's veth for minutes (docs/FACTS.md#machine); containerlab then
+    refuses the deploy. The ports are in the host record before the deploy, so lab-down finds them too."""
+    monkeypatch.setenv("K3S_BGP_LAB_STATE", str(tmp_path))
+    model = load_model(TOPOLOGY / "lab.yml")
+    ports = {n: bridge_port(model.lab.name, n) for n in ("ucg", "cat01", "cat02", "cat03")}
+    lab = SimpleNamespace(model=model, name=model.lab.name)
+    present = {ports["cat01"], ports["cat02"], "eth0"}
+    deleted = []
+
+    def runner(argv):
+        if argv[:3] == ["ip", "link", "show"]:
+            return subprocess.CompletedProcess(argv, 0 if argv[-1] in present else 1, "", "")
+        if argv[:3] == ["ip", "link", "del"]:
+            deleted.append(argv[-1])
+            present.discard(argv[-1])
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    host = hostnet.HostState()
+    done = lifecycle._prepare_ports(lab, host, {"ucg", "cat01", "cat03", "client"}, lambda m: None, runner)
+    assert deleted == [ports["cat02"]] and done == [f"deleted host port {ports['cat02']} (left by a removed "
+                                                     "container of this lab)"]
+    assert host.ports == sorted(ports.values())
+    assert hostnet.HostState.load(tmp_path / "labs" / f"{model.lab.name}.json").ports == sorted(ports.values())

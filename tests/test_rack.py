@@ -451,3 +451,61 @@ def test_plan_json_counts_every_change_and_lists_them_per_target():
     assert doc["targets"][1] == {"step": "resources", "target": "cluster", "what": "CiliumBGPPeerConfig/p",
                                  "action": "conflict", "fields": ["spec.timers (owned by argocd)"]}
     assert doc["problems"] == ["p: owned by argocd"] and "refused" in plan.render()
+
+
+# ----------------------------------------------------------------------------- the rack's Site: helm, kubeconfig
+def _fake_helm(tmp_path: Path, values: dict | None, fail: str = "") -> Path:
+    """TEST DOUBLE of helm: records its arguments; `get values` prints ``values`` as JSON (or fails)."""
+    log = tmp_path / "helm.args"
+    script = tmp_path / "bin" / "helm"
+    script.parent.mkdir(exist_ok=True)
+    body = (f"#!/bin/sh\necho \"$@\" >> {log}\n"
+            f"if [ \"$1\" = get ]; then {'echo ' + json.dumps(fail) + ' >&2; exit 1' if fail else ''}\n"
+            f"printf '%s' {json.dumps(json.dumps(values))}; fi\n")
+    script.write_text(body)
+    script.chmod(0o755)
+    return log
+
+
+def _rack_site(tmp_path: Path, monkeypatch, **cluster):
+    from generators.rack.site import RackSite
+
+    inv = _inventory(tmp_path, {"cluster": {"kubeconfig": str(tmp_path / "kubeconfig"), "context": "ber1",
+                                            **cluster}})
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    return RackSite(load_model(inv))
+
+
+def test_live_cilium_values_come_from_helm_with_the_inventorys_kubeconfig(tmp_path, monkeypatch):
+    log = _fake_helm(tmp_path, {"kubeProxyReplacement": True})
+    site = _rack_site(tmp_path, monkeypatch)
+    assert site.live_cilium_values() == {"kubeProxyReplacement": True}
+    args = log.read_text().split()
+    assert args[:4] == ["get", "values", "cilium", "-n"] and "--kube-context" in args and "ber1" in args
+    assert str(tmp_path / "kubeconfig") in args
+
+
+def test_no_release_yet_is_empty_values_and_no_helm_is_unknown(tmp_path, monkeypatch):
+    _fake_helm(tmp_path, None, fail="Error: release: not found")
+    assert _rack_site(tmp_path, monkeypatch).live_cilium_values() == {}
+    (tmp_path / "bin" / "helm").unlink()
+    assert _rack_site(tmp_path, monkeypatch).live_cilium_values() is None  # the plan then says how
+
+
+def test_cilium_values_are_applied_with_the_pinned_version_and_the_rendered_file(tmp_path, monkeypatch):
+    log = _fake_helm(tmp_path, {})
+    site = _rack_site(tmp_path, monkeypatch)
+    site.apply_cilium_values(tmp_path / "values.yaml", "1.19.3", log=lambda _m: None)
+    args = log.read_text().split()
+    assert args[:4] == ["upgrade", "--install", "cilium", "cilium/cilium"]
+    assert args[args.index("--version") + 1] == "1.19.3" and str(tmp_path / "values.yaml") in args
+
+
+def test_a_missing_kubeconfig_names_the_field(tmp_path, monkeypatch):
+    from generators.errors import InputError
+
+    site = _rack_site(tmp_path, monkeypatch)
+    with pytest.raises(InputError) as err:
+        with site.kube():
+            pass
+    assert "rack.cluster.kubeconfig" in str(err.value) and "does not exist" in str(err.value)

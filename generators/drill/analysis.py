@@ -11,6 +11,8 @@ from generators.drill.bounds import ScenarioBounds
 from generators.drill.samples import Attempt, ControlRun, ControlSample, ProbeRun
 
 ROUTE_SCENARIOS = ("node-power-loss", "speaker-crash", "speaker-graceful-stop", "gateway-restart")
+# scenarios in which a node's apiserver is out and comes back: its loss window ends when it is back
+RETURNING_APISERVER = ("apiserver-down", "node-power-loss")
 
 
 @dataclass(frozen=True)
@@ -275,9 +277,10 @@ def analyse(scenario: str, probe: ProbeRun, control: ControlRun, fault: FaultTim
         max((a.t_start for a in probe.attempts), default=fault.end)
     for v in vips:
         end = obs_end
-        if scenario == "apiserver-down" and v == "apiserver":
-            # the dead backend's window ends when it is started again; what the restarting apiserver costs
-            # (it gets traffic as soon as its port accepts, before it is ready) is reported on its own
+        if scenario in RETURNING_APISERVER and v == "apiserver":
+            # the dead backend's window ends when it is back (started again, or its node reachable again);
+            # what the returning apiserver costs (it gets traffic as soon as its port accepts, before it
+            # serves) is reported on its own
             end = fault.undo_start if fault.undo_start is not None else fault.inject_end
             after = loss_stats(probe.attempts, v, end, obs_end)
             kinds = ", ".join(f"{n} {k}" for k, n in sorted(after.kinds.items())) or "none"
@@ -332,7 +335,8 @@ def verdict_rows(an: Analysis, bounds: ScenarioBounds) -> list[Row]:
     after = an.measurements.get("failed_after_undo:apiserver")
     if after is not None and after.value:
         rows.append(Row(an.scenario, after.measure, "-", f"{after.value} ({after.detail})", "info",
-                        "attempts that failed after the apiserver was started again: a TCP health check marks it "
+                        "attempts that failed after the node's apiserver was back: a TCP health check marks it "
                         "healthy as soon as its port accepts, before it serves (a real kube-apiserver answers 403 "
-                        "and 500 until its RBAC cache and post-start hooks are ready)"))
+                        "and 500 until its RBAC cache and post-start hooks are ready, and 500 on /healthz until "
+                        "its etcd member answers again after a partition)"))
     return rows

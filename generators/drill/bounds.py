@@ -240,7 +240,10 @@ def node_power_loss(inp: BoundInputs) -> ScenarioBounds:
                 reason="new flows hashed to the dead node fail until its next-hop leaves the FIB: " + detect.reason,
             ),
             "loss_window:apiserver": Bound(
-                "loss_window:apiserver", high=apis_high + inp.probe_timeout, reason=apis_reason
+                "loss_window:apiserver",
+                high=apis_high + inp.probe_timeout,
+                reason=apis_reason + "; the window ends when the node is reachable again (what its returning "
+                "apiserver costs is failed_after_undo)",
             ),
             "recovery": Bound(
                 "recovery",

@@ -41,6 +41,7 @@ class HostState:
     owner: dict = field(default_factory=dict)  # generators.lab.state.Owner as a dict
     lab_dir: str = ""  # the lab's directory (rendered files, containerlab's state)
     former_lab_dirs: list[str] = field(default_factory=list)  # of owners it was taken over from
+    ports: list[str] = field(default_factory=list)  # host ends of the nodes' veths that containerlab makes for us
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -110,6 +111,26 @@ def ensure_bridge_and_rules(bridge: str, state: HostState, log: Callable[[str], 
     return changed
 
 
+def link_exists(name: str, runner: Run = run) -> bool:
+    return runner(["ip", "link", "show", "dev", name]).returncode == 0
+
+
+def remove_ports(ports: list[str], why: str, log: Callable[[str], None], runner: Run = run) -> list[str]:
+    """Delete the host ends of the lab's veths that are still there (deleting one end deletes the pair).
+
+    A removed container's veth normally goes with its network namespace, but the kernel keeps a namespace
+    while a socket in it still lives (docs/FACTS.md#machine), and the next deploy then finds the name taken.
+    """
+    done = []
+    for port in ports:
+        if link_exists(port, runner):
+            _check(runner(["ip", "link", "del", "dev", port]), f"deleting host port {port}")
+            done.append(f"deleted host port {port} ({why})")
+    for line in done:
+        log(f"  host: {line}")
+    return done
+
+
 def attach_ports(bridge: str, ports: list[str], log: Callable[[str], None], runner: Run = run) -> list[str]:
     """Put the host ends of the nodes' eth1 veths on the switch bridge, up (idempotent); returns what changed."""
     attached = set(bridge_ports(bridge, runner))
@@ -143,7 +164,8 @@ def containerlab_bridge_rules(bridge: str, runner: Run = run) -> list[list[str]]
 
 def teardown(state: HostState, log: Callable[[str], None], runner: Run = run) -> list[str]:
     """Undo what ``state`` records. Missing things are fine (idempotent)."""
-    done = []
+    ports = remove_ports(state.ports, "its container is gone", log, runner)  # logs its own lines
+    done: list[str] = []
     for rule in state.rules:
         while runner(["iptables", "-C", *rule]).returncode == 0:
             _check(runner(["iptables", "-D", *rule]), f"removing iptables rule {' '.join(rule)}")
@@ -158,4 +180,4 @@ def teardown(state: HostState, log: Callable[[str], None], runner: Run = run) ->
             done.append(f"deleted bridge {state.bridge}")
     for line in done:
         log(f"  host: {line}")
-    return done
+    return ports + done

@@ -29,7 +29,7 @@ from .engine import Engine
 from .faults import LabFaults
 from .images import ensure_images, image_tag
 from .kinds import lab_kinds
-from .names import lab_paths, validate_lab_name
+from .names import bridge_port, lab_paths, validate_lab_name
 from .state import LABEL_OWNER, MARKER, LabOwnedElsewhere, Owner, load_record, record_path, remove_lab_dir, write_marker
 from .topology import CLAB_FILE, render_lab_files, switch_ports
 
@@ -168,17 +168,30 @@ def _containerlab(args: list[str], lab: LabAccess, log: Log, timeout: float = 60
     return res
 
 
-def _deploy(lab: LabAccess, log: Log, rerendered: bool) -> list[str]:
+def _prepare_ports(lab: LabAccess, host: hostnet.HostState, have: set[str], log: Log,
+                   runner: hostnet.Run = hostnet.run) -> list[str]:
+    """Record the host ports a deploy makes, before it makes them (lab-down removes them even after a kill),
+    and delete those of nodes without a container: a port whose container is gone is left over, and
+    containerlab refuses to create a link whose host name exists."""
+    ports = switch_ports(lab.model)
+    host.ports = sorted({*host.ports, *ports})
+    host.save(record_path(lab.name))
+    stale = sorted(p for p, node in ports.items() if node not in have)
+    return hostnet.remove_ports(stale, "left by a removed container of this lab", log, runner)
+
+
+def _deploy(lab: LabAccess, log: Log, rerendered: bool, host: hostnet.HostState) -> list[str]:
     wanted = {*lab.nodes, lab.gateway, lab.client}
     have = lab.running_containers()
     if not rerendered and wanted <= {n for n, s in have.items() if s == "running"}:
         return []
+    stale = _prepare_ports(lab, host, set(have), log)
     args = ["deploy", "-t", str(lab.paths.clab_file)]
     if have:
         args.append("--reconfigure")  # some containers are missing, stopped or stale: rebuild them
     log(f"  containerlab {' '.join(args)}")
     _containerlab(args, lab, log)
-    return [f"containerlab deployed {len(wanted)} nodes"]
+    return stale + [f"containerlab deployed {len(wanted)} nodes"]
 
 
 def reconcile_machines(lab: LabAccess, log: Log = print) -> list[str]:
@@ -192,12 +205,14 @@ def reconcile_machines(lab: LabAccess, log: Log = print) -> list[str]:
     changed = _render(lab)
     specs = [k.image_spec(lab.model) for k in lab_kinds(lab.model)]
     ensure_images(specs, lab.engine, log)
+    changed += _prepare_ports(lab, load_record(lab.name), set(have), log)
     log(f"  containerlab deploy -t {lab.paths.clab_file} (reconcile: {', '.join(sorted(wanted - set(have))) or '-'} "
         f"added, {', '.join(sorted(set(have) - wanted)) or '-'} removed)")
     _containerlab(["deploy", "-t", str(lab.paths.clab_file)], lab, log)
+    added, removed = sorted(wanted - set(have)), sorted(set(have) - wanted)
+    changed += hostnet.remove_ports([bridge_port(lab.name, n) for n in removed], "its machine is removed", log)
     changed += hostnet.attach_ports(lab.lab.bridge, sorted(switch_ports(lab.model)), log)
     changed += tighten_secrets(lab.paths.root)
-    added, removed = sorted(wanted - set(have)), sorted(set(have) - wanted)
     return changed + [f"machine {n} created" for n in added] + [f"machine {n} removed" for n in removed]
 
 
@@ -259,7 +274,7 @@ def lab_up(
     steps += [
         ("images", images),
         ("host-network", wire),
-        ("deploy", lambda: _deploy(lab, log, topology_changed())),
+        ("deploy", lambda: _deploy(lab, log, topology_changed(), host)),
         ("host-links", link),
         ("configure", lambda: [c for kind in configure_order(lab.model) for c in kind.configure(lab)]),
         ("converge", converge),

@@ -21,8 +21,7 @@ changes it, and a step with nothing to change says so and changes nothing.
 
 from __future__ import annotations
 
-import shlex
-import tempfile
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,6 @@ import yaml
 from ..cluster.apply import NotYet, apply_documents, changed_paths, delete_documents, list_objects, wait_until
 from ..cluster.client import request
 from ..errors import CheckFailed, InputError, LabToolError
-from ..model import SshTarget
 from ..output import write_tree
 from ..pipeline import render_model
 from ..readback.cilium import Bgp
@@ -365,9 +363,7 @@ class Rollout:
         return results
 
     def _sessions(self, sh: Shell) -> dict[str, str]:
-        import json as _json
-
-        return session_states(_json.loads(must(sh, "vtysh -c 'show bgp neighbors json'", "show bgp neighbors")))
+        return session_states(json.loads(must(sh, "vtysh -c 'show bgp neighbors json'", "show bgp neighbors")))
 
     def _wait_sessions(self, sh: Shell, peers: set[str], what: str) -> None:
         if not peers:
@@ -553,14 +549,5 @@ def _namespaced_default(ref: tuple[str, str, str, str], wanted: set[tuple[str, s
     return (ref[0], ref[1], "", ref[3]) in wanted and ref[2] == "default"
 
 
-def plan_with(site: Site, only: str | None = None, **kw: Any) -> Plan:
-    with tempfile.TemporaryDirectory(prefix="k3s-bgp-lab-rollout-") as tmp:
-        return Rollout(site, rendered_files(site, Path(tmp) / "rendered"), **kw).plan(only)
-
-
-def quote(argv: list[str]) -> str:
-    return shlex.join(argv)
-
-
 __all__ = ["STEPS", "Change", "Plan", "Rollout", "RolloutFailed", "StepPlan", "StepRefused", "StepResult",
-           "SshTarget", "plan_with", "rendered_files"]
+           "rendered_files"]

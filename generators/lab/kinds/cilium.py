@@ -234,7 +234,7 @@ class CiliumKind(ClusterKind):
         files = _node_files(access, lab, node, _admin_token(access.paths.pki))
         wrote = _put_changed(access, name, files)
         members = _etcd_members(access, [n for n in lab.nodes if n.name != name])
-        new_member = not access.exec(name, ["test", "-d", f"{ETCD_DATA}/member"]).exit_code == 0
+        new_member = access.exec(name, ["test", "-d", f"{ETCD_DATA}/member"]).exit_code != 0
         for proc in ("kube-apiserver", "etcd"):
             _run(access, name, _python(f"{LAB_BIN}/twinrun.py", "stop", proc))
         if new_member:
