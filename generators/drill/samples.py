@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from generators.readback.frrstate import BgpPath  # one type for a BGP path, whoever read it
+
 
 class SampleError(ValueError):
     """A sample file that cannot be read."""
@@ -23,16 +25,6 @@ class Attempt:
     @property
     def ok(self) -> bool:
         return self.outcome == "ok"
-
-
-@dataclass(frozen=True)
-class BgpPath:
-    peer: str | None
-    nexthop: str | None
-    stale: bool
-    valid: bool
-    best: bool = False
-    multipath: bool = False
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,9 @@
   twinrun.py kill NAME                    SIGKILL at once (drills: a crash, no clean shutdown).
   twinrun.py status NAME                  exit 0 when running, 3 when not.
   twinrun.py sysctl KEY=VALUE...          best effort: sets each key, warns (exit 0) where /proc/sys is read-only.
+  twinrun.py batch JSON                   runs a JSON list of argv lists in order, one JSON line per command
+                                          ({"argv", "rc", "stdout", "stderr"}); stops at the first failure and
+                                          exits with its code. One docker exec for what a node needs.
 
 The container's PID 1 (``sleep infinity``) does not reap orphans: a dead process can stay a zombie, which
 is treated as not running.
@@ -17,9 +20,11 @@ is treated as not running.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -154,6 +159,19 @@ def set_sysctls(pairs: list[str]) -> int:
     return 0
 
 
+def batch(commands: list[list[str]], timeout: float) -> int:
+    for argv in commands:
+        try:
+            res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+            rc, out, err = res.returncode, res.stdout, res.stderr
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            rc, out, err = 127, "", f"twinrun: {argv[0]}: {exc}"
+        print(json.dumps({"argv": argv, "rc": rc, "stdout": out, "stderr": err}), flush=True)
+        if rc != 0:
+            return rc
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command: list[str] = []
@@ -172,7 +190,12 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("kill").add_argument("name")
     sub.add_parser("status").add_argument("name")
     sub.add_parser("sysctl").add_argument("pairs", nargs="+")
+    p_batch = sub.add_parser("batch")
+    p_batch.add_argument("commands", help="JSON list of argv lists")
+    p_batch.add_argument("--timeout", type=float, default=60.0, help="per command")
     args = ap.parse_args(argv)
+    if args.action == "batch":
+        return batch(json.loads(args.commands), args.timeout)
     if args.action == "sysctl":
         return set_sysctls(args.pairs)
     if args.action == "start":

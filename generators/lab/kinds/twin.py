@@ -4,6 +4,7 @@ proxy with active health checks in front of the apiserver endpoints, a stand-in 
 Traefik)."""
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
@@ -44,12 +45,27 @@ def twin_plan(paths: LabPaths, model: Model) -> TwinPlan:
     return _plan(str(rendered), manifest, model.k3s_version, model.traefik_chart_version)
 
 
-def _run_all(access: NodeAccess, node: str, cmds: list[list[str]]) -> None:
-    for argv in cmds:
-        res = access.exec(node, argv, timeout=60)
-        if res.exit_code != 0:
-            raise LabError(f"{node}: `{' '.join(argv[:5])}` failed (exit {res.exit_code})",
-                           (res.stderr or res.stdout).splitlines()[-10:])
+def _run_all(access: NodeAccess, node: str, cmds: list[list[str]], timeout: float = 60.0) -> list[str]:
+    """Run ``cmds`` in order in one ``docker exec`` (``twinrun.py batch``); stop at the first failure.
+
+    Returns each command's stdout. The first command that fails raises, naming it, with its output's tail.
+    """
+    res = access.exec(node, ["python3", TWINRUN, "batch", json.dumps(cmds), "--timeout", f"{timeout:g}"],
+                      timeout=timeout * len(cmds) + 10)
+    outputs: list[str] = []
+    for line in res.stdout.splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if record.get("rc") != 0:
+            raise LabError(f"{node}: `{' '.join(record['argv'][:6])}` failed (exit {record['rc']})",
+                           (record.get("stderr") or record.get("stdout") or "").strip().splitlines()[-15:])
+        outputs.append(str(record.get("stdout", "")))
+    if res.exit_code != 0 or len(outputs) != len(cmds):
+        raise LabError(f"{node}: twinrun.py batch failed (exit {res.exit_code}) after {len(outputs)} of "
+                       f"{len(cmds)} commands", (res.stderr or res.stdout).strip().splitlines()[-15:])
+    return outputs
 
 
 def _configure_node(access: NodeAccess, name: str, node: TwinNode) -> list[str]:
@@ -58,13 +74,9 @@ def _configure_node(access: NodeAccess, name: str, node: TwinNode) -> list[str]:
     wrote = put_changed(access, name, other, secret, secret_dirs)  # one exec compares them all
     if wrote:
         changed.append(f"{name}: wrote {len(wrote)} file(s)")
-    for argv in node.start_commands():
-        res = access.exec(name, argv, timeout=60)
-        if res.exit_code != 0:
-            raise LabError(f"{name}: `{' '.join(argv[:6])}...` failed (exit {res.exit_code})",
-                           (res.stderr or res.stdout).strip().splitlines()[-15:])
-        if "started" in res.stdout:
-            changed.append(f"{name}: {res.stdout.strip().splitlines()[-1]}")
+    for out in _run_all(access, name, node.start_commands()):  # and one exec starts what is not running
+        if "started" in out:
+            changed.append(f"{name}: {out.strip().splitlines()[-1]}")
     return changed
 
 
