@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import copy
+import http.server
 import json
 import re
+import socket
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -128,3 +133,36 @@ def test_output_formats(exp):
     assert verify.format_results(results).splitlines()[-1] == "10 passed, 0 failed"
     doc = json.loads(verify.results_json(results))
     assert doc["ok"] is True and {c["name"] for c in doc["checks"]} >= {"bgp-sessions-established", "traefik-http-ecmp"}
+
+
+def _run_probe(*args: str) -> list[dict]:
+    """verify's client probe, run on the host against loopback (what `client` runs, by the same argv)."""
+    res = subprocess.run([sys.executable, "-c", verify.PROBE, *args], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def test_http_probe_stops_once_failures_decide_the_verdict_and_runs_every_attempt_otherwise():
+    with socket.socket() as s:  # a port nothing listens on: every attempt is refused
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    answers = _run_probe("http", f"127.0.0.1:{closed}", "30", str(verify.HTTP_FAILURES_KEPT))
+    assert len(answers) == verify.HTTP_FAILURES_KEPT and not any(a["ok"] for a in answers)
+
+    class Served(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            self.send_response(200)
+            self.send_header("X-Served-By", "cat01")
+            self.end_headers()
+            self.wfile.write(b"served-by: cat01\n")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Served)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        answers = _run_probe("http", f"127.0.0.1:{server.server_port}", "7", "3")
+    finally:
+        server.shutdown()
+    assert [a["served_by"] for a in answers] == ["cat01"] * 7
