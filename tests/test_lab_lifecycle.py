@@ -87,8 +87,6 @@ def test_gives_up_with_the_last_state_when_a_session_never_comes_up():
 
 
 def test_with_name_overrides_only_the_lab_name():
-    from generators.model import load_model
-
     model = load_model(TOPOLOGY / "lab.yml")
     renamed = lifecycle.with_name(model, "other")
     assert renamed.lab.name == "other" and renamed.lab.bridge == model.lab.bridge and renamed.nodes == model.nodes

@@ -14,13 +14,14 @@ import pytest
 import yaml
 
 from conftest import TOPOLOGY
-from generators.errors import EXIT_ENVIRONMENT, EXIT_FAILED, InventoryError
+from generators.errors import EXIT_ENVIRONMENT, EXIT_FAILED, InputError, InventoryError
 from generators.model import load_model
 from generators.pipeline import render_inventory
 from generators.rack.frrdiff import diff_bgp, removal_script
 from generators.rack.gateway import FrrRefused, apply_gateway, plan_gateway
 from generators.rack.rollout import K3S_CONFIG, Plan, Rollout, StepPlan, rendered_files
 from generators.rack.shell import Result, SshShell, TargetUnreachable, read_file, write_file
+from generators.rack.site import RackSite
 
 SEED_FRR = render_inventory(TOPOLOGY / "rack.yml")["frr/frr.conf"]  # the rack's gateway block, as rendered
 # FRR 8.4.4's `show running-config` of a gateway configured with SEED_FRR (measured in the lab): its own
@@ -468,8 +469,6 @@ def _fake_helm(tmp_path: Path, values: dict | None, fail: str = "") -> Path:
 
 
 def _rack_site(tmp_path: Path, monkeypatch, **cluster):
-    from generators.rack.site import RackSite
-
     inv = _inventory(tmp_path, {"cluster": {"kubeconfig": str(tmp_path / "kubeconfig"), "context": "ber1",
                                             **cluster}})
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
@@ -502,8 +501,6 @@ def test_cilium_values_are_applied_with_the_pinned_version_and_the_rendered_file
 
 
 def test_a_missing_kubeconfig_names_the_field(tmp_path, monkeypatch):
-    from generators.errors import InputError
-
     site = _rack_site(tmp_path, monkeypatch)
     with pytest.raises(InputError) as err:
         with site.kube():

@@ -66,8 +66,9 @@ def _check(res: subprocess.CompletedProcess, what: str) -> None:
         raise HostNetError(f"{what} failed (exit {res.returncode}): {(res.stderr or res.stdout).strip()}")
 
 
-def bridge_exists(bridge: str, runner: Run = run) -> bool:
-    return runner(["ip", "link", "show", "dev", bridge]).returncode == 0
+def link_exists(name: str, runner: Run = run) -> bool:
+    """A host interface (the bridge, a veth's host end) of that name exists."""
+    return runner(["ip", "link", "show", "dev", name]).returncode == 0
 
 
 def bridge_ports(bridge: str, runner: Run = run) -> list[str]:
@@ -92,7 +93,7 @@ def ensure_bridge_and_rules(bridge: str, state: HostState, log: Callable[[str], 
                            f"give this lab its own `lab.bridge`, or take the other lab down first")
     changed: list[str] = []
     state.bridge = bridge
-    if not bridge_exists(bridge, runner):
+    if not link_exists(bridge, runner):
         state.bridge_created = True
         persist()  # recorded before it exists: a kill between the two leaves nothing lab-down cannot find
         _check(runner(["ip", "link", "add", "name", bridge, "type", "bridge"]), f"creating bridge {bridge}")
@@ -109,10 +110,6 @@ def ensure_bridge_and_rules(bridge: str, state: HostState, log: Callable[[str], 
     for line in changed:
         log(f"  host: {line}")
     return changed
-
-
-def link_exists(name: str, runner: Run = run) -> bool:
-    return runner(["ip", "link", "show", "dev", name]).returncode == 0
 
 
 def remove_ports(ports: list[str], why: str, log: Callable[[str], None], runner: Run = run) -> list[str]:
@@ -175,7 +172,7 @@ def teardown(state: HostState, log: Callable[[str], None], runner: Run = run) ->
         for rule in containerlab_bridge_rules(state.bridge, runner):
             _check(runner(["iptables", "-D", *rule]), f"removing iptables rule {' '.join(rule)}")
             done.append(f"iptables -D {' '.join(rule)}")
-        if bridge_exists(state.bridge, runner):
+        if link_exists(state.bridge, runner):
             _check(runner(["ip", "link", "del", "dev", state.bridge]), f"deleting bridge {state.bridge}")
             done.append(f"deleted bridge {state.bridge}")
     for line in done:

@@ -301,7 +301,7 @@ def down_command(name: str) -> str:
 def leftovers(lab: LabAccess) -> list[str]:
     """What the lab has on the host right now (for a message after an interrupt)."""
     record = load_record(lab.name)
-    out = [f"bridge {record.bridge}"] if record.bridge_created and hostnet.bridge_exists(record.bridge) else []
+    out = [f"bridge {record.bridge}"] if record.bridge_created and hostnet.link_exists(record.bridge) else []
     out += [f"iptables rule {' '.join(r)}" for r in record.rules]
     try:
         out += [f"container {c.name} ({c.state})" for c in lab.engine.containers({"containerlab": lab.name})]
