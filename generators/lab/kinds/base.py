@@ -119,6 +119,20 @@ class ExecShell:
         return self.access.exec(self.node, ["sh", "-c", command], timeout=timeout)
 
 
+def command_failed(node: str, argv: list[str], exit_code: int, output: str) -> LabError:
+    """The error for a command that failed in a machine: which machine, which command, its exit, its output's tail."""
+    shown = " ".join(argv[:6]) + (" ..." if len(argv) > 6 else "")
+    return LabError(f"{node}: `{shown}` failed (exit {exit_code})", output.strip().splitlines()[-15:])
+
+
+def run_checked(access: NodeAccess, node: str, argv: list[str], timeout: float = 90) -> str:
+    """Run one command in a machine; its stdout, or :func:`command_failed`."""
+    res = access.exec(node, argv, timeout=timeout)
+    if res.exit_code != 0:
+        raise command_failed(node, argv, res.exit_code, res.stderr or res.stdout)
+    return res.stdout
+
+
 def put_changed(access: NodeAccess, node: str, public: Mapping[str, bytes], secret: Mapping[str, bytes],
                 secret_dirs: Mapping[str, int] | None = None) -> list[str]:
     """Copy the files whose content differs in the machine, and the secrets whose mode (or whose directory's

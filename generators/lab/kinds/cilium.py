@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import shlex
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -46,7 +45,7 @@ from ...twin.envoy import Backend, Frontend
 from ...twin.haproxy import render_haproxy
 from ..images import IDLE_CHANGES, ExtraFile, ImageSpec
 from . import sshd
-from .base import ClusterKind, NodeAccess, linux_node, put_changed
+from .base import ClusterKind, NodeAccess, linux_node, put_changed, run_checked
 
 PACKAGES = ("tini", "haproxy", "python3", "iproute2", "iptables", "procps", "iputils-ping", "openssl", "curl",
             "openssh-server")
@@ -128,14 +127,6 @@ def _twinrun(name: str, argv: list[str], ready: str | None = None, timeout: floa
     return cmd + ["--", *argv]
 
 
-def _run(access: NodeAccess, node: str, argv: list[str], timeout: float = 90) -> str:
-    res = access.exec(node, argv, timeout=timeout)
-    if res.exit_code != 0:
-        raise LabError(f"{node}: `{shlex.join(argv[:6])} ...` failed (exit {res.exit_code})",
-                       (res.stderr or res.stdout).strip().splitlines()[-15:])
-    return res.stdout
-
-
 class CiliumKind(ClusterKind):
     fidelity = "cilium"
     graceful_stop_sends_cease = False  # the agent's stop path sends no Cease (docs/FACTS.md#graceful-restart)
@@ -178,7 +169,7 @@ class CiliumKind(ClusterKind):
             wrote = _put_changed(access, node.name, files[node.name])
             out += [f"{node.name}: wrote {len(wrote)} file(s)"] if wrote else []
             for proc in sorted(p for p, prefix in RESTART_ON.items() if any(w.startswith(prefix) for w in wrote)):
-                _run(access, node.name, _python(f"{LAB_BIN}/twinrun.py", "stop", proc))
+                run_checked(access, node.name, _python(f"{LAB_BIN}/twinrun.py", "stop", proc))
             return out
 
         changed += _each(lab.nodes, node_files)
@@ -211,7 +202,7 @@ class CiliumKind(ClusterKind):
         labels and address its config gives. Cilium's agent (cilium-bgp-host) restarts only when its own
         configuration changed; it starts when the node is new."""
         kube_access: KubeAccess = access  # type: ignore[assignment]
-        text = _run(access, name, ["sh", "-c", f"cat {K3S_CONFIG}"])
+        text = run_checked(access, name, ["sh", "-c", f"cat {K3S_CONFIG}"])
         try:
             config = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
@@ -236,7 +227,7 @@ class CiliumKind(ClusterKind):
         members = _etcd_members(access, [n for n in lab.nodes if n.name != name])
         new_member = access.exec(name, ["test", "-d", f"{ETCD_DATA}/member"]).exit_code != 0
         for proc in ("kube-apiserver", "etcd"):
-            _run(access, name, _python(f"{LAB_BIN}/twinrun.py", "stop", proc))
+            run_checked(access, name, _python(f"{LAB_BIN}/twinrun.py", "stop", proc))
         if new_member:
             peers = _etcd_join(access, members, node)
             changed.append(f"{name}: etcd member added ({len(peers)} members)")
@@ -252,7 +243,7 @@ class CiliumKind(ClusterKind):
                                 f"{name}'s Node and CiliumNode")
             _register_node_addresses(api, one)
         if any(p.startswith(RESTART_ON["cilium-bgp-host"]) for p in wrote):
-            _run(access, name, _python(f"{LAB_BIN}/twinrun.py", "stop", "cilium-bgp-host"))
+            run_checked(access, name, _python(f"{LAB_BIN}/twinrun.py", "stop", "cilium-bgp-host"))
         changed += _started(access, name, "cilium-bgp-host", _host_argv(node), STATUS_ADDR)
         return [f"{name}: k3s restarted (etcd member, kube-apiserver)"] + [_short(line) for line in changed]
 
@@ -297,8 +288,8 @@ class CiliumKind(ClusterKind):
 
     # ----------------------------------------------------------------- faults (drills)
     def signal_speaker(self, access: NodeAccess, node: str, sig: int) -> None:
-        pid = _run(access, node, ["cat", f"{RUN_DIR}/cilium-bgp-host.pid"]).strip()
-        _run(access, node, ["kill", f"-{int(sig)}", pid])
+        pid = run_checked(access, node, ["cat", f"{RUN_DIR}/cilium-bgp-host.pid"]).strip()
+        run_checked(access, node, ["kill", f"-{int(sig)}", pid])
 
     def start_speaker(self, access: NodeAccess, node: str) -> None:
         lab = LabCluster.read(access.paths.rendered)
@@ -306,10 +297,10 @@ class CiliumKind(ClusterKind):
 
     def stop_speaker_graceful(self, access: NodeAccess, node: str) -> None:
         """SIGTERM: the agent's own stop path (Cilium keeps its BGP servers: no Cease; docs/FACTS.md)."""
-        _run(access, node, _python(f"{LAB_BIN}/twinrun.py", "stop", "cilium-bgp-host"))
+        run_checked(access, node, _python(f"{LAB_BIN}/twinrun.py", "stop", "cilium-bgp-host"))
 
     def stop_apiserver(self, access: NodeAccess, node: str) -> None:
-        _run(access, node, _python(f"{LAB_BIN}/twinrun.py", "stop", "kube-apiserver"))
+        run_checked(access, node, _python(f"{LAB_BIN}/twinrun.py", "stop", "kube-apiserver"))
 
     def start_apiserver(self, access: NodeAccess, node: str) -> None:
         target = _node_of(LabCluster.read(access.paths.rendered), node)
@@ -561,7 +552,7 @@ def _status_ok(access: NodeAccess, name: str) -> bool:
 
 
 def _started(access: NodeAccess, node: str, name: str, argv: list[str], ready: str | None = None) -> list[str]:
-    out = _run(access, node, _twinrun(name, argv, ready), timeout=120)
+    out = run_checked(access, node, _twinrun(name, argv, ready), timeout=120)
     return [f"{node}: {out.strip().splitlines()[-1]}"] if "started" in out else []
 
 
@@ -787,12 +778,12 @@ def _data_path(access: NodeAccess, node: K3sNode, state: NodeState, lab: LabClus
     changed: list[str] = []
     vips = sorted({f.address for f in state.load_balancer_frontends() if ":" not in f.address})
     for vip in vips:  # Cilium puts no VIP on an interface; the stand-ins bind them on lo
-        _run(access, node.name, ["ip", "addr", "replace", f"{vip}/32", "dev", "lo"])
+        run_checked(access, node.name, ["ip", "addr", "replace", f"{vip}/32", "dev", "lo"])
     frontends = proxy_frontends(state, names)
     cfg = render_haproxy(frontends, node.name) if frontends else ""
     if cfg:
         if _put_changed(access, node.name, {HAPROXY_CFG: cfg.encode()}):
-            _run(access, node.name, _python(f"{LAB_BIN}/twinrun.py", "stop", "haproxy"))
+            run_checked(access, node.name, _python(f"{LAB_BIN}/twinrun.py", "stop", "haproxy"))
             changed.append(f"{node.name}: wrote {HAPROXY_CFG}")
         first = next((f for f in frontends if f.listener), None)
         changed += _started(access, node.name, "haproxy", ["haproxy", "-db", "-f", HAPROXY_CFG],

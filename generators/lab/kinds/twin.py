@@ -17,7 +17,7 @@ from ...versions import GOBGP_MODULE, GOBGP_VERSION
 from ..images import IDLE_CHANGES, ExtraFile, ImageSpec
 from ..names import LabPaths
 from ..prereqs import gobgp_paths
-from .base import ClusterKind, NodeAccess, linux_node, put_changed
+from .base import ClusterKind, NodeAccess, command_failed, linux_node, put_changed
 
 PACKAGES = ("tini", "haproxy", "python3", "iproute2", "iptables", "procps", "iputils-ping", "openssl")
 LOG_FILES = [f"{TWIN_LOG}/gobgpd-k3s-bgp.log", f"{TWIN_LOG}/haproxy.log", f"{TWIN_LOG}/apiserver.log"]
@@ -59,8 +59,7 @@ def _run_all(access: NodeAccess, node: str, cmds: list[list[str]], timeout: floa
         except json.JSONDecodeError:
             continue
         if record.get("rc") != 0:
-            raise LabError(f"{node}: `{' '.join(record['argv'][:6])}` failed (exit {record['rc']})",
-                           (record.get("stderr") or record.get("stdout") or "").strip().splitlines()[-15:])
+            raise command_failed(node, record["argv"], record["rc"], record.get("stderr") or record.get("stdout") or "")
         outputs.append(str(record.get("stdout", "")))
     if res.exit_code != 0 or len(outputs) != len(cmds):
         raise LabError(f"{node}: twinrun.py batch failed (exit {res.exit_code}) after {len(outputs)} of "
